@@ -1,0 +1,8 @@
+# Warnings for ipcpp's own targets. An INTERFACE target that is never exported:
+# consumers of the installed package do not inherit our warning flags.
+add_library(ipcpp_warnings INTERFACE)
+target_compile_options(ipcpp_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wformat=2
+  -Wimplicit-fallthrough
+  $<$<BOOL:${IPCPP_WARNINGS_AS_ERRORS}>:-Werror>)
