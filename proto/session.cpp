@@ -1,0 +1,200 @@
+#include "proto/session.hpp"
+
+#include <array>
+#include <cstdlib>
+#include <stdexcept>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "proto/clock.hpp"
+
+namespace ipcpp::proto {
+namespace {
+
+using nlohmann::json;
+
+zmq::message_t frame_of(const std::string& text) {
+  return zmq::message_t(text.data(), text.size());
+}
+
+std::string dump(const json& j) {
+  // Compact; invalid UTF-8 in a string is replaced rather than thrown on.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// nlohmann's what() starts with "[json.exception.parse_error.101] "; keep the readable part.
+std::string readable(const json::exception& e) {
+  std::string_view what = e.what();
+  if (const auto pos = what.find("] "); pos != std::string_view::npos && what.front() == '[') {
+    what.remove_prefix(pos + 2);
+  }
+  return std::string(what);
+}
+
+Result<json> parse_dict(const zmq::message_t& frame, const char* name) {
+  json j;
+  try {
+    j = json::parse(frame.data<char>(), frame.data<char>() + frame.size());
+  } catch (const json::parse_error& e) {
+    return Error{Errc::kBadJson, std::string(name) + " frame is not valid JSON: " + readable(e)};
+  }
+  if (!j.is_object()) {
+    return Error{Errc::kBadJson, std::string(name) + " frame is JSON but not an object (" +
+                                     std::string(j.type_name()) + ")"};
+  }
+  return j;
+}
+
+std::string default_username() {
+  const char* user = std::getenv("USER");
+  return user != nullptr && *user != '\0' ? user : "username";
+}
+
+}  // namespace
+
+void to_json(json& j, const Header& h) {
+  j = json{{"msg_id", h.msg_id},   {"msg_type", h.msg_type}, {"username", h.username},
+           {"session", h.session}, {"date", h.date},         {"version", h.version}};
+}
+
+void from_json(const json& j, Header& h) {
+  j.at("msg_id").get_to(h.msg_id);
+  j.at("msg_type").get_to(h.msg_type);
+  auto optional_string = [&j](const char* key, std::string& out) {
+    if (const auto it = j.find(key); it != j.end() && !it->is_null()) it->get_to(out);
+  };
+  optional_string("username", h.username);
+  optional_string("session", h.session);
+  optional_string("date", h.date);
+  h.version.clear();
+  optional_string("version", h.version);
+}
+
+std::string Message::parent_msg_id() const {
+  if (const auto it = parent_header.find("msg_id"); it != parent_header.end() && it->is_string()) {
+    return it->get<std::string>();
+  }
+  return {};
+}
+
+std::string new_session_id() {
+  std::array<unsigned char, 16> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    throw std::runtime_error("OpenSSL could not produce random bytes for a session id");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  id.reserve(33);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4) id.push_back('-');
+    id.push_back(kHex[bytes[i] >> 4]);
+    id.push_back(kHex[bytes[i] & 0xF]);
+  }
+  return id;
+}
+
+Session::Session(SessionOptions options)
+    : signer_([&] {
+        auto s = Signer::create(options.signature_scheme, std::move(options.key));
+        if (!s) throw std::invalid_argument(s.error().reason);
+        return std::move(s).value();
+      }()),
+      id_(options.session_id.empty() ? new_session_id() : std::move(options.session_id)),
+      username_(options.username.empty() ? default_username() : std::move(options.username)),
+      msg_id_prefix_(id_ + "_" + std::to_string(::getpid()) + "_"),
+      history_size_(options.digest_history_size) {}
+
+Header Session::make_header(std::string_view msg_type) {
+  Header h;
+  h.msg_id = msg_id_prefix_ + std::to_string(++counter_);
+  h.msg_type = std::string(msg_type);
+  h.username = username_;
+  h.session = id_;
+  h.date = format_timestamp(now());
+  return h;
+}
+
+void Session::sign(WireMessage& wire) {
+  wire.signature = frame_of(signer_.sign(wire));
+}
+
+std::vector<zmq::message_t> Session::serialize(Message&& m) {
+  WireMessage wire;
+  wire.identities = std::move(m.identities);
+  wire.header = frame_of(dump(json(m.header)));
+  wire.parent_header = frame_of(dump(m.parent_header.is_null() ? json::object() : m.parent_header));
+  wire.metadata = frame_of(dump(m.metadata.is_null() ? json::object() : m.metadata));
+  wire.content = frame_of(dump(m.content.is_null() ? json::object() : m.content));
+  wire.buffers = std::move(m.buffers);
+  sign(wire);
+  return join(std::move(wire));
+}
+
+std::vector<zmq::message_t> Session::build(std::vector<zmq::message_t> identities,
+                                           std::string_view msg_type, const json& content,
+                                           const json& parent, const json& metadata,
+                                           std::vector<zmq::message_t> buffers) {
+  Message m;
+  m.identities = std::move(identities);
+  m.header = make_header(msg_type);
+  m.parent_header = parent;
+  m.metadata = metadata;
+  m.content = content;
+  m.buffers = std::move(buffers);
+  return serialize(std::move(m));
+}
+
+bool Session::remember(std::string_view signature) {
+  if (history_size_ == 0 || signature.empty()) return true;
+  auto [it, inserted] = seen_.emplace(signature);
+  if (!inserted) return false;
+  seen_order_.push_back(*it);
+  while (seen_order_.size() > history_size_) {
+    seen_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
+  return true;
+}
+
+Result<WireMessage> Session::authenticate(std::vector<zmq::message_t>&& frames) {
+  auto wire = split(std::move(frames));
+  if (!wire) return wire.error();
+  if (auto status = signer_.verify(*wire); !status) return status.error();
+  if (signer_.enabled() && !remember(wire->signature.to_string_view())) {
+    return Error{Errc::kDuplicateSignature,
+                 "duplicate signature: this signed message was received before (a replay)"};
+  }
+  return wire;
+}
+
+Result<Message> Session::decode(std::vector<zmq::message_t>&& frames) {
+  auto wire = authenticate(std::move(frames));
+  if (!wire) return wire.error();
+  return parse(std::move(wire).value());
+}
+
+Result<Message> Session::parse(WireMessage&& wire) {
+  Message m;
+  auto header = parse_dict(wire.header, "header");
+  if (!header) return header.error();
+  try {
+    m.header = header->get<Header>();
+  } catch (const json::exception& e) {
+    return Error{Errc::kBadHeader, "header is not a message header: " + readable(e)};
+  }
+  auto parent = parse_dict(wire.parent_header, "parent_header");
+  if (!parent) return parent.error();
+  auto metadata = parse_dict(wire.metadata, "metadata");
+  if (!metadata) return metadata.error();
+  auto content = parse_dict(wire.content, "content");
+  if (!content) return content.error();
+  m.identities = std::move(wire.identities);
+  m.parent_header = std::move(parent).value();
+  m.metadata = std::move(metadata).value();
+  m.content = std::move(content).value();
+  m.buffers = std::move(wire.buffers);
+  return m;
+}
+
+}  // namespace ipcpp::proto

@@ -1,0 +1,92 @@
+// A Session signs what it sends and authenticates what it receives, like jupyter_client's
+// Session: message ids, the session id, header dates, HMAC signatures and replay rejection.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "proto/errors.hpp"
+#include "proto/message.hpp"
+#include "proto/signer.hpp"
+#include "proto/wire.hpp"
+
+namespace ipcpp::proto {
+
+struct SessionOptions {
+  // HMAC key: the ASCII "key" of the connection file, used as is. Default: "" (no signing;
+  // every signature accepted), as jupyter_client.
+  std::string key;
+  // "hmac-<digest>". Default: "hmac-sha256".
+  std::string signature_scheme = "hmac-sha256";
+  // This peer's session id; an engine uses its uuid. Default: a new random id in
+  // jupyter_client's form, 8 hex digits, '-', 24 hex digits.
+  std::string session_id;
+  // Default: $USER, else "username".
+  std::string username;
+  // How many received signatures are remembered to reject replays; the oldest are forgotten
+  // first. 0 turns replay rejection off. Default: 65536 (jupyter_client's digest_history_size).
+  std::size_t digest_history_size = 65536;
+};
+
+// Not thread-safe: give each thread its own Session (each with its own session id, so that
+// message ids stay unique).
+class Session {
+ public:
+  // Throws std::invalid_argument when the signature scheme is not supported.
+  explicit Session(SessionOptions options = {});
+
+  const std::string& id() const { return id_; }
+  const std::string& username() const { return username_; }
+  bool signs() const { return signer_.enabled(); }
+
+  // A new header: msg_id "<session>_<pid>_<n>", the date now, version 5.3.
+  Header make_header(std::string_view msg_type);
+
+  // Serializes and signs: identities, delimiter, signature, the four dicts as compact JSON,
+  // buffers. The message's frames are moved out.
+  std::vector<zmq::message_t> serialize(Message&& message);
+
+  // Builds a new message of type msg_type (fresh header) and serializes it.
+  // parent is the header of the request being answered, or {}.
+  std::vector<zmq::message_t> build(std::vector<zmq::message_t> identities,
+                                    std::string_view msg_type, const nlohmann::json& content,
+                                    const nlohmann::json& parent = nlohmann::json::object(),
+                                    const nlohmann::json& metadata = nlohmann::json::object(),
+                                    std::vector<zmq::message_t> buffers = {});
+
+  // Splits received frames and checks them: delimiter, frame count, signature, replay.
+  // Nothing is parsed, so a relay can authenticate and forward. On success the signature is
+  // remembered; receiving the same signed frames again gives kDuplicateSignature.
+  Result<WireMessage> authenticate(std::vector<zmq::message_t>&& frames);
+
+  // authenticate() then parse(): the whole decode of a received message.
+  Result<Message> decode(std::vector<zmq::message_t>&& frames);
+
+  // Parses the four dicts of an authenticated message. Returns kBadJson when a frame is not a
+  // JSON object, kBadHeader when the header lacks msg_id or msg_type.
+  static Result<Message> parse(WireMessage&& wire);
+
+  // Signs the four dict frames of `wire` into its signature frame.
+  void sign(WireMessage& wire);
+
+ private:
+  bool remember(std::string_view signature);
+
+  Signer signer_;
+  std::string id_;
+  std::string username_;
+  std::string msg_id_prefix_;
+  unsigned long long counter_ = 0;
+  std::size_t history_size_;
+  std::unordered_set<std::string> seen_;
+  std::deque<std::string> seen_order_;
+};
+
+// A new random id in jupyter_client's session format: 8 hex digits, '-', 24 hex digits.
+std::string new_session_id();
+
+}  // namespace ipcpp::proto
