@@ -1,0 +1,145 @@
+#include "profiles/config_templates.hpp"
+
+#include <array>
+#include <stdexcept>
+#include <string>
+
+namespace ipcpp::profiles {
+namespace {
+
+// Each template: a header, then for every option a description line and a commented-out
+// `# name = default` line. Descriptions start with a capital letter, so that no description
+// reads as an option line.
+
+constexpr std::string_view kControllerTemplate =
+    R"(# ipcpp_controller.toml: configuration of ipcpp-controller for this profile.
+#
+# ipcpp-controller reads this file when it starts with this profile (--profile NAME or
+# --profile-dir DIR); options given on the command line override the values set here.
+# Every option is listed below, commented out, with its default value: uncomment a line
+# to change it. Names are the long command-line options without their leading dashes.
+
+# Address to listen on: an IP address of this machine, or "*" for every interface.
+# ip = "127.0.0.1"
+
+# Port range for the controller's sockets, as "FIRST-LAST"; empty: ports chosen by the OS.
+# ports = ""
+
+# Task scheduling scheme: lru, plainrandom, twobin, leastload or weighted.
+# scheme = "leastload"
+
+# Most tasks outstanding on one engine at a time (high-water mark); 0: no limit.
+# hwm = 1
+
+# Task store: memory, sqlite (a file in this profile, kept across restarts) or none.
+# db = "memory"
+
+# Most task records kept by the memory store; the oldest completed ones are culled first.
+# record-limit = 1024
+
+# Most bytes of results kept by the memory store (1 GiB).
+# size-limit = 1073741824
+
+# Heartbeat period, in milliseconds.
+# heartbeat-period = 3000
+
+# Heartbeats an engine may miss in a row before it is unregistered.
+# heartbeat-misses = 10
+
+# Reuse the ports and key of existing connection files, so that engines and clients reconnect.
+# reuse = false
+
+# Cluster id: a non-empty id names the files ipcontroller-<ID>-client.json and -engine.json.
+# cluster-id = ""
+
+# Log level: trace, debug, info, warning, error or critical.
+# log-level = "info"
+
+# Write the log to a file under this profile's log/ directory instead of standard error.
+# log-to-file = false
+)";
+
+constexpr std::string_view kEngineTemplate =
+    R"(# ipcpp_engine.toml: configuration of ipcpp-engine for this profile.
+#
+# ipcpp-engine reads this file when it starts with this profile (--profile NAME or
+# --profile-dir DIR); options given on the command line override the values set here.
+# Every option is listed below, commented out, with its default value: uncomment a line
+# to change it. Names are the long command-line options without their leading dashes.
+
+# Engine connection file to use (a copy of ipcontroller-engine.json); empty: this profile's.
+# file = ""
+
+# Task libraries (.so) to load at start-up. Default: none; the line below is an example.
+# load = ["tasks.so"]
+
+# Seconds to wait for the controller to complete the registration before giving up.
+# timeout = 5
+
+# Seconds without a heartbeat from the controller after which the engine exits; 0: never.
+# controller-timeout = 60
+
+# Log level: trace, debug, info, warning, error or critical.
+# log-level = "info"
+
+# Write the log to a file under this profile's log/ directory instead of standard error.
+# log-to-file = false
+)";
+
+constexpr std::string_view kClusterTemplate =
+    R"(# ipcpp_cluster.toml: configuration of ipcpp-cluster for this profile.
+#
+# ipcpp-cluster reads this file when it starts with this profile (--profile NAME or
+# --profile-dir DIR); options given on the command line override the values set here.
+# Every option is listed below, commented out, with its default value: uncomment a line
+# to change it. Names are the long command-line options without their leading dashes.
+
+# Number of engines to start; 0: one per CPU core of this machine.
+# n = 0
+
+# Engine launcher: local, ssh, mpi, slurm, pbs or sge.
+# engines = "local"
+
+# Controller launcher: local, ssh, slurm, pbs or sge.
+# controller = "local"
+
+# Hosts for the ssh launcher, as "host1:4,user@host2:8" (host, then engines on it).
+# hosts = ""
+
+# Run in the background, detached from the terminal.
+# daemonize = false
+
+# Seconds between starting the controller and starting the engines.
+# delay = 1.0
+)";
+
+constexpr std::string_view kPxTemplate =
+    R"(# ipcpp_px.toml: configuration of ipcpp-px for this profile.
+#
+# ipcpp-px reads this file when it starts with this profile (--profile NAME or
+# --profile-dir DIR); options given on the command line override the values set here.
+# Every option is listed below, commented out, with its default value: uncomment a line
+# to change it. Names are the long command-line options without their leading dashes.
+
+# Engines to run on: "all", or engine ids separated by commas, such as "0,2".
+# targets = "all"
+)";
+
+constexpr std::array<std::string_view, 4> kPrograms = {"controller", "engine", "cluster", "px"};
+constexpr std::array<std::string_view, 4> kTemplates = {kControllerTemplate, kEngineTemplate,
+                                                        kClusterTemplate, kPxTemplate};
+
+}  // namespace
+
+std::span<const std::string_view> config_programs() {
+  return kPrograms;
+}
+
+std::string_view config_template(std::string_view program) {
+  for (std::size_t i = 0; i < kPrograms.size(); ++i) {
+    if (kPrograms[i] == program) return kTemplates[i];
+  }
+  throw std::invalid_argument("no config template for program \"" + std::string(program) + "\"");
+}
+
+}  // namespace ipcpp::profiles
