@@ -121,8 +121,20 @@ void check_common(FieldReader& r, const File& f) {
   }
 }
 
+// Both files start with ssh, interface, registration, control, mux, task and end with key,
+// curve_serverkey, location, pack, unpack, signature_scheme; what lies between differs.
 template <class File>
-void read_common_tail(FieldReader& r, File& f) {
+void read_head(FieldReader& r, File& f) {
+  r.string("ssh", f.ssh, /*required=*/false);
+  r.string("interface", f.interface);
+  r.port("registration", f.registration);
+  r.port("control", f.control);
+  r.port("mux", f.mux);
+  r.port("task", f.task);
+}
+
+template <class File>
+void read_tail(FieldReader& r, File& f) {
   r.string("key", f.key);
   r.optional_string("curve_serverkey", f.curve_serverkey);
   r.string("location", f.location, /*required=*/false);
@@ -150,6 +162,26 @@ ordered_json nullable(const std::optional<std::string>& s) {
   return s ? ordered_json(*s) : ordered_json(nullptr);
 }
 
+template <class File>
+void write_head(ordered_json& j, const File& f) {
+  j["ssh"] = f.ssh;
+  j["interface"] = f.interface;
+  j["registration"] = f.registration;
+  j["control"] = f.control;
+  j["mux"] = f.mux;
+  j["task"] = f.task;
+}
+
+template <class File>
+void write_tail(ordered_json& j, const File& f) {
+  j["key"] = f.key;
+  j["curve_serverkey"] = nullable(f.curve_serverkey);
+  j["location"] = f.location;
+  j["pack"] = f.pack;
+  j["unpack"] = f.unpack;
+  j["signature_scheme"] = f.signature_scheme;
+}
+
 }  // namespace
 
 std::string ClientConnectionFile::url(int port) const {
@@ -161,43 +193,23 @@ std::string EngineConnectionFile::url(int port) const {
 
 std::string to_json_text(const ClientConnectionFile& f) {
   ordered_json j;
-  j["ssh"] = f.ssh;
-  j["interface"] = f.interface;
-  j["registration"] = f.registration;
-  j["control"] = f.control;
-  j["mux"] = f.mux;
-  j["task"] = f.task;
+  write_head(j, f);
   j["task_scheme"] = f.task_scheme;
   j["iopub"] = f.iopub;
   j["notification"] = f.notification;
   j["broadcast"] = f.broadcast;
-  j["key"] = f.key;
-  j["curve_serverkey"] = nullable(f.curve_serverkey);
-  j["location"] = f.location;
-  j["pack"] = f.pack;
-  j["unpack"] = f.unpack;
-  j["signature_scheme"] = f.signature_scheme;
+  write_tail(j, f);
   return dump(j);
 }
 
 std::string to_json_text(const EngineConnectionFile& f) {
   ordered_json j;
-  j["ssh"] = f.ssh;
-  j["interface"] = f.interface;
-  j["registration"] = f.registration;
-  j["control"] = f.control;
-  j["mux"] = f.mux;
-  j["task"] = f.task;
+  write_head(j, f);
   j["iopub"] = f.iopub;
   j["hb_ping"] = f.hb_ping;
   j["hb_pong"] = f.hb_pong;
   j["broadcast"] = f.broadcast;
-  j["key"] = f.key;
-  j["curve_serverkey"] = nullable(f.curve_serverkey);
-  j["location"] = f.location;
-  j["pack"] = f.pack;
-  j["unpack"] = f.unpack;
-  j["signature_scheme"] = f.signature_scheme;
+  write_tail(j, f);
   return dump(j);
 }
 
@@ -207,17 +219,12 @@ Result<ClientConnectionFile> parse_client_connection_file(std::string_view text,
   if (!j) return j.error();
   ClientConnectionFile f;
   FieldReader r(*j, origin);
-  r.string("ssh", f.ssh, /*required=*/false);
-  r.string("interface", f.interface);
-  r.port("registration", f.registration);
-  r.port("control", f.control);
-  r.port("mux", f.mux);
-  r.port("task", f.task);
+  read_head(r, f);
   r.string("task_scheme", f.task_scheme);
   r.port("iopub", f.iopub);
   r.port("notification", f.notification);
   r.port("broadcast", f.broadcast);
-  read_common_tail(r, f);
+  read_tail(r, f);
   check_common(r, f);
   if (r.error()) return *r.error();
   return f;
@@ -229,17 +236,12 @@ Result<EngineConnectionFile> parse_engine_connection_file(std::string_view text,
   if (!j) return j.error();
   EngineConnectionFile f;
   FieldReader r(*j, origin);
-  r.string("ssh", f.ssh, /*required=*/false);
-  r.string("interface", f.interface);
-  r.port("registration", f.registration);
-  r.port("control", f.control);
-  r.port("mux", f.mux);
-  r.port("task", f.task);
+  read_head(r, f);
   r.port("iopub", f.iopub);
   r.port("hb_ping", f.hb_ping);
   r.port("hb_pong", f.hb_pong);
   r.port_list("broadcast", f.broadcast);
-  read_common_tail(r, f);
+  read_tail(r, f);
   check_common(r, f);
   if (r.error()) return *r.error();
   return f;
