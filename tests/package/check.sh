@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the build tree into a temporary prefix, then configures, builds and runs a
+# consumer that finds it with find_package(ipcpp).
+#   check.sh BUILD_DIR SOURCE_DIR [SANITIZERS]
+set -euo pipefail
+build=$1 source=$2 sanitizers=${3:-}
+work=$(mktemp -d "${TMPDIR:-/tmp}/ipcpp-package-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+flags=()
+if [ -n "$sanitizers" ]; then
+  flags+=("-DCMAKE_CXX_FLAGS=-fsanitize=$sanitizers" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=$sanitizers")
+fi
+cmake -S "$source/tests/package" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" "${flags[@]}" >/dev/null
+cmake --build "$work/build" >/dev/null
+"$work/build/consumer"
