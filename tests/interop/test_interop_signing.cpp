@@ -6,10 +6,12 @@
 
 #include "proto/clock.hpp"
 #include "proto/session.hpp"
+#include "support/frames.hpp"
 #include "support/process.hpp"
 
 using ipcpp::proto::Session;
 using ipcpp::proto::SessionOptions;
+using ipcpp::test::copy_frame;
 using ipcpp::test::Process;
 using nlohmann::json;
 
@@ -24,10 +26,6 @@ std::vector<json> lines_of(const std::string& text) {
     if (!line.empty()) out.push_back(json::parse(line));
   }
   return out;
-}
-
-zmq::message_t copy_frame(const zmq::message_t& f) {
-  return zmq::message_t(f.data(), f.size());
 }
 
 }  // namespace
@@ -74,9 +72,7 @@ TEST_CASE("signatures interoperate both ways with jupyter_client's Session") {
   buffers.emplace_back("\x00\xfe", 2);
   auto good = ours.build(identity(), "interop_reply", json{{"echo", request->content}}, parent,
                          json{{"engine", "cpp"}}, std::move(buffers));
-  std::vector<zmq::message_t> replay;
-  for (const auto& f : good)
-    replay.push_back(copy_frame(f));
+  auto replay = ipcpp::test::copy_frames(good);
 
   Session wrong_key(SessionOptions{.key = "not-the-key"});
   auto forged = wrong_key.build(identity(), "forged_reply", json::object(), parent);

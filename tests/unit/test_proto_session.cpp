@@ -7,6 +7,7 @@
 #include "proto/clock.hpp"
 #include "proto/session.hpp"
 #include "proto/wire.hpp"
+#include "support/frames.hpp"
 
 using ipcpp::proto::Errc;
 using ipcpp::proto::Session;
@@ -17,15 +18,9 @@ namespace {
 
 constexpr const char* kKey = "59807942-e8a9f55b0320832d5149c3df";
 
+using ipcpp::test::frame;
 std::vector<zmq::message_t> copy(const std::vector<zmq::message_t>& frames) {
-  std::vector<zmq::message_t> out;
-  for (const auto& f : frames)
-    out.emplace_back(f.data(), f.size());
-  return out;
-}
-
-zmq::message_t frame(std::string_view s) {
-  return zmq::message_t(s.data(), s.size());
+  return ipcpp::test::copy_frames(frames);
 }
 
 std::vector<zmq::message_t> sample(Session& s) {
