@@ -22,6 +22,9 @@ constexpr std::string_view kControllerTemplate =
 # Address to listen on: an IP address of this machine, or "*" for every interface.
 # ip = "127.0.0.1"
 
+# Host name that engines and clients use when ip is "*"; empty: this machine's host name.
+# location = ""
+
 # Port range for the controller's sockets, as "FIRST-LAST"; empty: ports chosen by the OS.
 # ports = ""
 
@@ -37,14 +40,17 @@ constexpr std::string_view kControllerTemplate =
 # Most task records kept by the memory store; the oldest completed ones are culled first.
 # record-limit = 1024
 
-# Most bytes of results kept by the memory store (1 GiB).
+# Most bytes of buffers kept by the memory store (1 GiB).
 # size-limit = 1073741824
 
 # Heartbeat period, in milliseconds.
-# heartbeat-period = 3000
+# heartbeat-period = 1000
 
-# Heartbeats an engine may miss in a row before it is unregistered.
-# heartbeat-misses = 10
+# Heartbeats an engine may miss in a row before it is unregistered (3 s with the defaults).
+# heartbeat-misses = 2
+
+# Seconds a registering engine has to send its first heartbeat; 0: max(10, 10 periods).
+# registration-timeout = 0
 
 # Reuse the ports and key of existing connection files, so that engines and clients reconnect.
 # reuse = false
@@ -52,7 +58,7 @@ constexpr std::string_view kControllerTemplate =
 # Cluster id: a non-empty id names the files ipcontroller-<ID>-client.json and -engine.json.
 # cluster-id = ""
 
-# Log level: trace, debug, info, warning, error or critical.
+# Log level: trace, debug, info, warning, error or critical (or 10 to 50, as ipcontroller).
 # log-level = "info"
 
 # Write the log to a file under this profile's log/ directory instead of standard error.

@@ -506,13 +506,16 @@ TEST_CASE("each config template is all comments, each option after a line descri
 
 TEST_CASE("the controller template, uncommented, sets every controller option to its default") {
   CLI::App app;
-  std::string ip, ports = "unset", scheme, db, cluster_id = "unset", log_level;
+  std::string ip, ports = "unset", scheme, db, cluster_id = "unset", log_level, location = "unset";
   int hwm = -1, heartbeat_period = 0, heartbeat_misses = 0;
+  double registration_timeout = -1;
   std::size_t record_limit = 0;
   std::uint64_t size_limit = 0;
   bool reuse = true, log_to_file = true;
   app.add_option("--ip", ip);
   app.add_option("--ports", ports);
+  app.add_option("--location", location);
+  app.add_option("--registration-timeout", registration_timeout);
   app.add_option("--scheme", scheme)
       ->check(CLI::IsMember({"lru", "plainrandom", "twobin", "leastload", "weighted"}));
   app.add_option("--hwm", hwm)->check(CLI::NonNegativeNumber);
@@ -533,8 +536,10 @@ TEST_CASE("the controller template, uncommented, sets every controller option to
   CHECK(db == "memory");
   CHECK(record_limit == 1024);
   CHECK(size_limit == 1073741824);
-  CHECK(heartbeat_period == 3000);
-  CHECK(heartbeat_misses == 10);
+  CHECK(heartbeat_period == 1000);
+  CHECK(heartbeat_misses == 2);
+  CHECK(registration_timeout == 0);
+  CHECK(location.empty());
   CHECK_FALSE(reuse);
   CHECK(cluster_id.empty());
   CHECK(log_level == "info");

@@ -1,0 +1,653 @@
+#include "controller/task_scheduler.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "controller/schemes.hpp"
+#include "proto/messages.hpp"
+#include "proto/wire.hpp"
+
+namespace ipcpp::controller {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using IdSet = std::unordered_set<std::string>;
+
+// A dependency as the Dependency class of ipyparallel: a set of msg_ids and how they count.
+struct DepSet {
+  IdSet ids;
+  bool all = true;
+  bool success = true;
+  bool failure = false;
+
+  bool empty() const { return ids.empty(); }
+
+  // Met: all (or any) of the ids finished the way that counts.
+  bool check(const IdSet& completed, const IdSet& failed) const {
+    if (ids.empty()) return true;
+    auto counts = [&](const std::string& id) {
+      return (success && completed.contains(id)) || (failure && failed.contains(id));
+    };
+    if (all) return std::all_of(ids.begin(), ids.end(), counts);
+    return std::any_of(ids.begin(), ids.end(), counts);
+  }
+  // Unreachable: all=true and one id finished the wrong way, or all=false and every id did.
+  bool unreachable(const IdSet& completed, const IdSet& failed) const {
+    if (ids.empty()) return false;
+    auto wrong = [&](const std::string& id) {
+      return (!success && completed.contains(id)) || (!failure && failed.contains(id));
+    };
+    if (all) return std::any_of(ids.begin(), ids.end(), wrong);
+    return std::all_of(ids.begin(), ids.end(), wrong);
+  }
+};
+
+DepSet to_depset(const proto::Dependency& d) {
+  return DepSet{IdSet(d.dependencies.begin(), d.dependencies.end()), d.all, d.success, d.failure};
+}
+
+struct Engine {
+  std::string uuid;
+  std::int64_t id = -1;
+  int load = 0;
+  IdSet pending;    // msg_ids running (or sent) there
+  IdSet completed;  // msg_ids that succeeded there (for follow)
+  IdSet failed;     // msg_ids that failed there
+};
+
+struct Job {
+  std::string msg_id;
+  std::uint64_t seq = 0;
+  std::vector<zmq::message_t> frames;  // as received: [client route..., <IDS|MSG>, ...]
+  std::size_t route_size = 1;          // how many of the frames are the client's route
+  nlohmann::json header;
+  IdSet targets;  // engine uuids; empty: any engine
+  IdSet blacklist;
+  DepSet after;
+  DepSet follow;
+  std::int64_t retries = 0;
+  double timeout = 0;  // seconds waiting in the queue; 0: none
+  std::optional<SteadyClock::time_point> deadline;
+  bool queued = false;
+  std::list<Job*>::iterator queue_pos;
+  std::string engine;  // where it runs, while it runs
+};
+
+class TaskScheduler {
+ public:
+  TaskScheduler(TaskSockets sockets, TaskSchedulerOptions options,
+                proto::SessionOptions session_options, Logger log)
+      : s_(std::move(sockets)),
+        hwm_(options.hwm),
+        scheme_(make_scheme(options.scheme)),
+        session_(std::move(session_options)),
+        log_(std::move(log)) {}
+
+  void run() {
+    zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
+                               {s_.engine.handle(), 0, ZMQ_POLLIN, 0},
+                               {s_.client.handle(), 0, ZMQ_POLLIN, 0}};
+    while (true) {
+      zmq::poll(items, 3, poll_timeout());
+      expire_timeouts();
+      process_finished();
+      if ((items[0].revents & ZMQ_POLLIN) != 0) read_notifications();
+      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+        for (int i = 0; i < 256; ++i) {
+          auto frames = proto::recv_frames(s_.engine, zmq::recv_flags::dontwait);
+          if (frames.empty()) break;
+          on_result(std::move(frames));
+          process_finished();
+        }
+      }
+      if ((items[2].revents & ZMQ_POLLIN) != 0) {
+        // Notifications first, so that a task for a just-registered engine finds it.
+        read_notifications();
+        for (int i = 0; i < 256; ++i) {
+          auto frames = proto::recv_frames(s_.client, zmq::recv_flags::dontwait);
+          if (frames.empty()) break;
+          on_submission(std::move(frames));
+          process_finished();
+        }
+      }
+    }
+  }
+
+ private:
+  // ---- engines --------------------------------------------------------------------------
+
+  void read_notifications() {
+    while (true) {
+      auto frames = proto::recv_frames(s_.notification, zmq::recv_flags::dontwait);
+      if (frames.empty()) return;
+      const auto event = roster_.apply(std::move(frames));
+      if (event.change == EngineRoster::Change::kRegistered) add_engine(event.uuid, event.id);
+      if (event.change == EngineRoster::Change::kUnregistered) remove_engine(event.uuid);
+    }
+  }
+
+  void add_engine(const std::string& uuid, std::int64_t id) {
+    if (engines_.contains(uuid)) return;
+    auto engine = std::make_unique<Engine>();
+    engine->uuid = uuid;
+    engine->id = id;
+    // Newest first, as the reference: on an idle cluster the new engine gets the next task.
+    order_.insert(order_.begin(), engine.get());
+    engines_.emplace(uuid, std::move(engine));
+    log_->debug("task: engine {} ({}) added", id, uuid);
+    schedule_queue();
+    process_finished();
+  }
+
+  void remove_engine(const std::string& uuid) {
+    auto it = engines_.find(uuid);
+    if (it == engines_.end()) return;
+    std::unique_ptr<Engine> engine = std::move(it->second);
+    engines_.erase(it);
+    order_.erase(std::find(order_.begin(), order_.end(), engine.get()));
+    std::vector<Job*> stranded;
+    for (const auto& msg_id : engine->pending) {
+      if (auto j = jobs_.find(msg_id); j != jobs_.end()) stranded.push_back(j->second.get());
+    }
+    std::sort(stranded.begin(), stranded.end(),
+              [](const Job* a, const Job* b) { return a->seq < b->seq; });
+    log_->info("task: engine {} ({}) removed with {} task(s) outstanding", engine->id, uuid,
+               stranded.size());
+    for (Job* job : stranded) {
+      const std::string evalue = "Engine " + std::to_string(engine->id) + " ('" + uuid +
+                                 "') died while running task '" + job->msg_id + "'";
+      job->engine.clear();
+      if (job->retries > 0 && can_retry(*job, uuid)) {
+        --job->retries;
+        job->blacklist.insert(uuid);
+        log_->info("task: retrying {} elsewhere ({} retries left)", job->msg_id, job->retries);
+        reschedule(*job);
+      } else {
+        fail(*job, "EngineError", evalue, uuid);
+      }
+    }
+    lost_ids_[uuid] = engine->id;
+    // Tasks that could only run there are now impossible; others may fit elsewhere.
+    fail_orphaned_targets();
+    process_finished();
+    schedule_queue();
+    process_finished();
+  }
+
+  bool has_capacity(const Engine& e) const { return hwm_ == 0 || e.load < hwm_; }
+  bool any_capacity() const {
+    return std::any_of(order_.begin(), order_.end(),
+                       [this](const Engine* e) { return has_capacity(*e); });
+  }
+
+  // ---- submission -----------------------------------------------------------------------
+
+  void on_submission(std::vector<zmq::message_t>&& frames) {
+    auto wire = session_.authenticate(std::move(frames));
+    if (!wire) {
+      log_->warn("task: dropped a task from a client: {}", wire.error().reason);
+      return;
+    }
+    if (wire->identities.empty()) {
+      log_->warn("task: dropped a task without a client routing frame");
+      return;
+    }
+    auto header = parse_json_frame(wire->header);
+    auto metadata = parse_json_frame(wire->metadata);
+    if (!header || !metadata || !header->contains("msg_id") || !(*header)["msg_id"].is_string()) {
+      log_->warn(
+          "task: dropped a task whose header or metadata is not a JSON object with a "
+          "msg_id");
+      return;
+    }
+    auto job = std::make_unique<Job>();
+    job->msg_id = (*header)["msg_id"].get<std::string>();
+    job->seq = next_seq_++;
+    job->header = std::move(*header);
+    job->route_size = wire->identities.size();
+    job->frames = proto::join(std::move(wire.value()));
+
+    std::vector<zmq::message_t> copy;
+    copy.reserve(job->frames.size() + 1);
+    copy.push_back(frame("intask"));
+    for (auto& f : job->frames)
+      copy.push_back(share(f));
+    proto::send_frames(s_.monitor, std::move(copy));
+
+    if (jobs_.contains(job->msg_id)) {
+      log_->warn("task: dropped task {}: a task with that msg_id is already pending", job->msg_id);
+      return;
+    }
+    all_ids_.insert(job->msg_id);
+    Job& j = *job;
+    jobs_.emplace(j.msg_id, std::move(job));
+
+    auto md = proto::decode_content<proto::TaskMetadata>(*metadata, "task metadata");
+    if (!md) {
+      fail(j, "ValueError", md.error().reason);
+      return;
+    }
+    j.targets.insert(md->targets.begin(), md->targets.end());
+    j.retries = std::max<std::int64_t>(0, md->retries);
+    j.timeout = md->timeout.value_or(0.0);
+    j.after = to_depset(md->after);
+    j.follow = to_depset(md->follow);
+    if (!j.after.success && !j.after.failure) {
+      fail(j, "ValueError", "dependency 'after' must count successes, failures or both");
+      return;
+    }
+    if (!j.follow.success && !j.follow.failure) {
+      fail(j, "ValueError", "dependency 'follow' must count successes, failures or both");
+      return;
+    }
+    // Drop what is already satisfied from an all=true `after`.
+    if (j.after.all) {
+      std::erase_if(j.after.ids, [&](const std::string& id) {
+        return (j.after.success && all_completed_.contains(id)) ||
+               (j.after.failure && all_failed_.contains(id));
+      });
+    }
+    for (const DepSet* dep : {&j.after, &j.follow}) {
+      if (dep->empty()) continue;
+      for (const auto& id : dep->ids) {
+        if (id == j.msg_id || !all_ids_.contains(id)) {
+          fail(j, "InvalidDependency",
+               "task " + j.msg_id + " depends on '" + id +
+                   "', which is not a task of this scheduler" +
+                   (id == j.msg_id ? " (it is the task itself)" : ""));
+          return;
+        }
+      }
+      if (dep->unreachable(all_completed_, all_failed_)) {
+        fail(j, "ImpossibleDependency",
+             "task " + j.msg_id + " depends on tasks that ended the wrong way");
+        return;
+      }
+    }
+    if (j.after.check(all_completed_, all_failed_)) j.after.ids.clear();
+    if (j.after.empty()) {
+      reschedule(j);
+    } else {
+      enqueue(j);
+    }
+  }
+
+  // ---- running --------------------------------------------------------------------------
+
+  // Sends the job to an engine if one can take it now. Returns true when sent. May fail the
+  // job (ImpossibleDependency), in which case it no longer exists.
+  bool try_run(Job& job) {
+    candidates_.clear();
+    loads_.clear();
+    for (Engine* e : order_) {
+      if (!has_capacity(*e)) continue;
+      if (job.blacklist.contains(e->uuid)) continue;
+      if (!job.targets.empty() && !job.targets.contains(e->uuid)) continue;
+      if (!job.follow.check(e->completed, e->failed)) continue;
+      candidates_.push_back(e);
+      loads_.push_back(e->load);
+    }
+    if (candidates_.empty()) {
+      if (!job.follow.empty() && job.follow.all) {
+        IdSet where;
+        for (const auto& id : job.follow.ids) {
+          const bool counts = (job.follow.success && all_completed_.contains(id)) ||
+                              (job.follow.failure && all_failed_.contains(id));
+          if (!counts) continue;
+          if (auto d = destinations_.find(id); d != destinations_.end()) where.insert(d->second);
+        }
+        if (where.size() > 1) {
+          fail(job, "ImpossibleDependency",
+               "task " + job.msg_id + " follows tasks that ran on different engines");
+          return false;
+        }
+      }
+      if (!job.targets.empty()) {
+        bool possible = false;
+        for (const auto& t : job.targets) {
+          if (!job.blacklist.contains(t) && engines_.contains(t)) possible = true;
+        }
+        if (!possible) {
+          fail(job, "ImpossibleDependency",
+               "task " + job.msg_id + ": none of its target engines is registered" +
+                   (job.blacklist.empty() ? "" : " and has not already failed it"));
+          return false;
+        }
+      }
+      return false;
+    }
+    Engine* engine = candidates_[scheme_->pick(loads_)];
+    send(job, *engine);
+    return true;
+  }
+
+  void send(Job& job, Engine& engine) {
+    if (job.queued) {
+      queue_.erase(job.queue_pos);
+      job.queued = false;
+    }
+    job.deadline.reset();
+    std::vector<zmq::message_t> out;
+    out.reserve(job.frames.size() + 1);
+    out.push_back(frame(engine.uuid));
+    for (auto& f : job.frames)
+      out.push_back(share(f));
+    proto::send_frames(s_.engine, std::move(out));
+    ++engine.load;
+    engine.pending.insert(job.msg_id);
+    job.engine = engine.uuid;
+    // Least recently used first: the engine that just got a task goes to the back.
+    auto pos = std::find(order_.begin(), order_.end(), &engine);
+    std::rotate(pos, pos + 1, order_.end());
+
+    std::vector<zmq::message_t> ids;
+    ids.push_back(frame("tracktask"));
+    ids.push_back(frame(session_.id()));
+    proto::send_frames(s_.monitor,
+                       session_.build(std::move(ids), proto::msg_type::kTaskDestination,
+                                      {{"msg_id", job.msg_id}, {"engine_id", engine.uuid}}));
+  }
+
+  void enqueue(Job& job) {
+    if (job.queued) return;
+    job.queue_pos = queue_.insert(queue_.end(), &job);
+    job.queued = true;
+    for (const DepSet* dep : {&job.after, &job.follow}) {
+      for (const auto& id : dep->ids) {
+        if (!all_done(id)) graph_[id].insert(job.msg_id);
+      }
+    }
+    if (job.timeout > 0 && !job.deadline) {
+      job.deadline = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
+                                              std::chrono::duration<double>(job.timeout));
+      deadlines_.push({*job.deadline, job.msg_id});
+    }
+  }
+
+  // Runs the job now if an engine can take it, else queues it (unless it was failed).
+  void reschedule(Job& job) {
+    const std::string msg_id = job.msg_id;  // try_run may fail and free the job
+    if (!try_run(job) && jobs_.contains(msg_id)) enqueue(job);
+  }
+
+  bool all_done(const std::string& id) const {
+    return all_completed_.contains(id) || all_failed_.contains(id);
+  }
+
+  // Whether another registered engine could still run the job after `failed_on` failed it.
+  bool can_retry(const Job& job, const std::string& failed_on) const {
+    for (const auto& [uuid, e] : engines_) {
+      if (uuid == failed_on || job.blacklist.contains(uuid)) continue;
+      if (!job.targets.empty() && !job.targets.contains(uuid)) continue;
+      return true;
+    }
+    return false;
+  }
+
+  // Re-examines queued jobs: all of them, or only those waiting on `finished`.
+  void schedule_queue(const std::string* finished = nullptr) {
+    std::vector<std::string> ids;
+    if (finished != nullptr) {
+      auto node = graph_.extract(*finished);
+      if (node.empty()) return;
+      std::vector<const Job*> waiting;
+      for (const auto& id : node.mapped()) {
+        if (auto it = jobs_.find(id); it != jobs_.end() && it->second->queued) {
+          waiting.push_back(it->second.get());
+        }
+      }
+      std::sort(waiting.begin(), waiting.end(),
+                [](const Job* a, const Job* b) { return a->seq < b->seq; });
+      for (const Job* job : waiting)
+        ids.push_back(job->msg_id);
+    } else {
+      for (const Job* job : queue_)
+        ids.push_back(job->msg_id);
+    }
+    for (const auto& id : ids) {
+      auto it = jobs_.find(id);  // an earlier job of this pass may have failed this one
+      if (it == jobs_.end() || !it->second->queued) continue;
+      Job& job = *it->second;
+      if (job.after.unreachable(all_completed_, all_failed_) ||
+          job.follow.unreachable(all_completed_, all_failed_)) {
+        fail(job, "ImpossibleDependency",
+             "task " + id + " depends on tasks that ended the wrong way");
+        continue;
+      }
+      if (!job.after.check(all_completed_, all_failed_)) continue;
+      if (!any_capacity()) {
+        if (finished == nullptr) break;  // nothing more can run until an engine frees up
+        continue;
+      }
+      try_run(job);
+    }
+  }
+
+  // Fails queued jobs none of whose targets can run them any more (their engines are gone).
+  void fail_orphaned_targets() {
+    std::vector<std::string> orphaned;
+    for (const Job* job : queue_) {
+      if (job->targets.empty()) continue;
+      const bool possible =
+          std::any_of(job->targets.begin(), job->targets.end(), [&](const std::string& t) {
+            return !job->blacklist.contains(t) && engines_.contains(t);
+          });
+      if (!possible) orphaned.push_back(job->msg_id);
+    }
+    for (const auto& id : orphaned) {
+      if (auto it = jobs_.find(id); it != jobs_.end()) {
+        fail(*it->second, "ImpossibleDependency",
+             "task " + id + ": none of its target engines is registered any more");
+      }
+    }
+  }
+
+  // Releases the jobs waiting on tasks that finished, until nothing more changes.
+  void process_finished() {
+    while (!finished_.empty()) {
+      const std::string id = std::move(finished_.front());
+      finished_.pop_front();
+      schedule_queue(&id);
+    }
+  }
+
+  // ---- results --------------------------------------------------------------------------
+
+  void on_result(std::vector<zmq::message_t>&& frames) {
+    auto wire = session_.authenticate(std::move(frames));
+    if (!wire) {
+      log_->warn("task: dropped a reply from an engine: {}", wire.error().reason);
+      return;
+    }
+    if (wire->identities.size() < 2) {
+      log_->warn("task: dropped a reply without a client routing frame");
+      return;
+    }
+    const std::string uuid(view(wire->identities[0]));
+    auto parent = parse_json_frame(wire->parent_header);
+    auto metadata = parse_json_frame(wire->metadata);
+    if (!parent || !metadata || !parent->contains("msg_id") || !(*parent)["msg_id"].is_string()) {
+      log_->warn(
+          "task: dropped a reply from '{}': its parent or metadata is not a JSON object "
+          "with a msg_id",
+          printable(uuid));
+      return;
+    }
+    const std::string msg_id = (*parent)["msg_id"].get<std::string>();
+    Engine* engine = nullptr;
+    if (auto e = engines_.find(uuid); e != engines_.end()) engine = e->second.get();
+    const bool was_full = engine != nullptr && !has_capacity(*engine);
+    if (engine != nullptr && engine->pending.erase(msg_id) > 0) --engine->load;
+
+    auto it = jobs_.find(msg_id);
+    if (it == jobs_.end() || it->second->engine != uuid) {
+      log_->info(
+          "task: dropped a reply to {} from '{}': that task is not running there (it "
+          "was failed or moved when the engine was lost)",
+          msg_id, printable(uuid));
+      if (was_full) schedule_queue();
+      return;
+    }
+    Job& job = *it->second;
+    job.engine.clear();
+    const bool dependencies_met = metadata->value("dependencies_met", true);
+    std::string status = metadata->value("status", "");
+    if (status.empty()) {
+      auto content = parse_json_frame(wire->content);
+      status = content ? content->value("status", "ok") : "error";
+    }
+    const bool success = status == "ok";
+    if (!dependencies_met || (!success && job.retries > 0 && can_retry(job, uuid))) {
+      if (dependencies_met) --job.retries;
+      job.blacklist.insert(uuid);
+      log_->info("task: {} {} on '{}'; trying another engine", msg_id,
+                 dependencies_met ? "failed" : "had unmet dependencies", printable(uuid));
+      if (!job.targets.empty() &&
+          std::all_of(job.targets.begin(), job.targets.end(),
+                      [&](const std::string& t) { return job.blacklist.contains(t); })) {
+        fail(job, "ImpossibleDependency", "task " + msg_id + ": every target engine has failed it");
+      } else {
+        reschedule(job);
+      }
+      if (was_full) schedule_queue();
+      return;
+    }
+
+    // The final reply: to the client, and to the hub.
+    auto& ids = wire->identities;
+    std::swap(ids[0], ids[1]);
+    auto out = proto::join(std::move(wire.value()));
+    std::vector<zmq::message_t> copy;
+    copy.reserve(out.size() + 1);
+    copy.push_back(frame("outtask"));
+    for (auto& f : out)
+      copy.push_back(share(f));
+    proto::send_frames(s_.client, std::move(out));
+    proto::send_frames(s_.monitor, std::move(copy));
+
+    finish(job, success, uuid);
+    if (was_full) schedule_queue();
+  }
+
+  // Records the outcome, forgets the job and releases what waited on it.
+  void finish(Job& job, bool success, const std::string& engine_uuid) {
+    const std::string msg_id = job.msg_id;
+    if (job.queued) queue_.erase(job.queue_pos);
+    (success ? all_completed_ : all_failed_).insert(msg_id);
+    if (!engine_uuid.empty()) {
+      destinations_[msg_id] = engine_uuid;
+      if (auto e = engines_.find(engine_uuid); e != engines_.end()) {
+        (success ? e->second->completed : e->second->failed).insert(msg_id);
+      }
+    }
+    jobs_.erase(msg_id);
+    finished_.push_back(msg_id);
+  }
+
+  // Replies to the client with an error the scheduler raises itself, then finishes the job
+  // as failed.
+  void fail(Job& job, std::string_view ename, const std::string& evalue,
+            const std::string& engine_uuid = {}) {
+    log_->info("task: {} failed: {}: {}", job.msg_id, ename, evalue);
+    nlohmann::json metadata = {{"status", "error"}, {"dependencies_met", true}};
+    if (!engine_uuid.empty()) {
+      // The engine goes in the metadata only: the Python client looks an error's
+      // engine_info up among the registered engines, and this one is gone.
+      metadata["engine"] = engine_uuid;
+      metadata["engine_info"] = {{"engine_uuid", engine_uuid},
+                                 {"engine_id", roster_id(engine_uuid)}};
+    }
+    std::vector<zmq::message_t> route;
+    for (std::size_t i = 0; i < job.route_size; ++i)
+      route.push_back(share(job.frames[i]));
+    const std::string type = reply_type(job.header.value("msg_type", "apply_request"));
+    auto reply =
+        session_.build(std::move(route), type, error_content(ename, evalue), job.header, metadata);
+    std::vector<zmq::message_t> copy;
+    copy.reserve(reply.size() + 1);
+    copy.push_back(frame("outtask"));
+    for (auto& f : reply)
+      copy.push_back(share(f));
+    proto::send_frames(s_.client, std::move(reply));
+    proto::send_frames(s_.monitor, std::move(copy));
+    // A failure the scheduler produced did not run anywhere: no destination for `follow`.
+    finish(job, false, {});
+  }
+
+  std::int64_t roster_id(const std::string& uuid) const {
+    if (auto e = engines_.find(uuid); e != engines_.end()) return e->second->id;
+    return lost_ids_.contains(uuid) ? lost_ids_.at(uuid) : -1;
+  }
+
+  // ---- timeouts -------------------------------------------------------------------------
+
+  std::chrono::milliseconds poll_timeout() const {
+    if (deadlines_.empty()) return std::chrono::milliseconds(-1);
+    const auto left = deadlines_.top().first - SteadyClock::now();
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::ceil<std::chrono::milliseconds>(left));
+  }
+
+  void expire_timeouts() {
+    const auto now = SteadyClock::now();
+    while (!deadlines_.empty() && deadlines_.top().first <= now) {
+      const std::string msg_id = deadlines_.top().second;
+      const auto when = deadlines_.top().first;
+      deadlines_.pop();
+      auto it = jobs_.find(msg_id);
+      if (it == jobs_.end()) continue;
+      Job& job = *it->second;
+      if (!job.queued || !job.deadline || *job.deadline != when) continue;
+      fail(job, "TaskTimeout",
+           "task " + msg_id + " waited " + std::to_string(job.timeout) +
+               " s in the queue without its dependencies being met or an engine free");
+    }
+  }
+
+  TaskSockets s_;
+  int hwm_;
+  std::unique_ptr<Scheme> scheme_;
+  proto::Session session_;
+  Logger log_;
+  EngineRoster roster_;
+
+  std::unordered_map<std::string, std::unique_ptr<Engine>> engines_;
+  std::unordered_map<std::string, std::int64_t> lost_ids_;
+  std::vector<Engine*> order_;  // least recently used first
+  std::unordered_map<std::string, std::unique_ptr<Job>> jobs_;
+  std::list<Job*> queue_;                         // waiting jobs, in submission order
+  std::unordered_map<std::string, IdSet> graph_;  // msg_id -> jobs waiting on it
+  IdSet all_ids_;
+  IdSet all_completed_;
+  IdSet all_failed_;
+  std::unordered_map<std::string, std::string> destinations_;  // msg_id -> engine uuid
+  using Deadline = std::pair<SteadyClock::time_point, std::string>;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::deque<std::string> finished_;  // finished tasks whose dependents are not yet released
+  std::uint64_t next_seq_ = 0;
+  std::vector<Engine*> candidates_;
+  std::vector<int> loads_;
+};
+
+}  // namespace
+
+void run_task_scheduler(TaskSockets sockets, TaskSchedulerOptions options,
+                        proto::SessionOptions session_options, Logger log) {
+  TaskScheduler scheduler(std::move(sockets), options, std::move(session_options), log);
+  try {
+    scheduler.run();
+  } catch (const zmq::error_t& e) {
+    if (!is_shutdown(e)) log->critical("task scheduler stopped: {}", e.what());
+  }
+}
+
+}  // namespace ipcpp::controller

@@ -1,0 +1,43 @@
+// The load-balanced task scheduler: one thread between the clients' task ROUTER and the
+// engines' task ROUTER.
+//
+// Per task (docs/controller.md): authenticate; copy to the monitor ("intask"); check the
+// dependencies (after/follow, all/any, success/failure) and fail at once with
+// InvalidDependency or ImpossibleDependency; wait in the queue until `after` is met and an
+// engine can take it (load < hwm, in targets, not blacklisted, `follow` met there); pick one
+// with the scheme; send; report the destination ("tracktask"). A reply goes to the client and
+// the monitor ("outtask"). A failed reply with retries left moves the task to another engine.
+//
+// Differences from the reference, on purpose:
+//  - a task that every engine has failed (retries over all of them) gets that failure as its
+//    reply, instead of waiting forever;
+//  - when an engine dies its tasks fail with EngineError (or are retried) at once, not 5 s
+//    later, and the error names the engine by id and uuid.
+#pragma once
+
+#include <string>
+
+#include <zmq.hpp>
+
+#include "controller/common.hpp"
+#include "proto/session.hpp"
+
+namespace ipcpp::controller {
+
+struct TaskSockets {
+  zmq::socket_t client;        // ROUTER "task_in": client port and kTaskEndpoint
+  zmq::socket_t engine;        // ROUTER "task_out": engine port
+  zmq::socket_t notification;  // SUB to kNotificationEndpoint
+  zmq::socket_t monitor;       // PUB to kMonitorEndpoint
+};
+
+struct TaskSchedulerOptions {
+  std::string scheme = "leastload";  // see schemes.hpp
+  int hwm = 1;                       // most outstanding tasks per engine; 0: no limit
+};
+
+// Runs until the context is shut down.
+void run_task_scheduler(TaskSockets sockets, TaskSchedulerOptions options,
+                        proto::SessionOptions session_options, Logger log);
+
+}  // namespace ipcpp::controller
