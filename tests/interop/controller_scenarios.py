@@ -208,6 +208,7 @@ def killed(args):
     lb_task = lview.apply_async(lambda: __import__("time").sleep(30))
     # a busy engine (CPU-bound) must not be declared dead meanwhile
     busy = rc[rc.ids[1]].apply_async(lambda: sum(i * i for i in range(40_000_000)))
+    sleeper = rc[rc.ids[2]].apply_async(lambda: __import__("time").sleep(5) or "slept")
     time.sleep(1.0)
     t0 = time.time()
     os.kill(pid, signal.SIGSTOP if args.mode == "stop" else signal.SIGKILL)
@@ -221,6 +222,7 @@ def killed(args):
     out["left_ids_seconds"] = round(time.time() - t0, 2)
     out["ids_after"] = rc.ids
     out["busy_result_ok"] = busy.get(timeout=120) == sum(i * i for i in range(40_000_000))
+    out["sleeper_result"] = sleeper.get(timeout=60)
     out["others_work"] = rc[rc.ids].apply_sync(lambda: 1) == [1] * len(rc.ids)
     out["ids_final"] = rc.ids
     rc.close()

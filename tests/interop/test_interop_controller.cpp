@@ -216,6 +216,7 @@ TEST_CASE("a dead engine's tasks fail with EngineError at once and busy engines 
   CHECK(killed["task"] == "EngineError");
   CHECK(killed["left_ids_seconds"].get<double>() < 3.0);
   CHECK(killed["busy_result_ok"] == true);
+  CHECK(killed["sleeper_result"] == "slept");
   CHECK(killed["others_work"] == true);
   CHECK(killed["ids_final"] == json({1, 2}));
   MESSAGE("kill -9: EngineError after " << killed["task_seconds"] << " s, left ids after "
@@ -228,6 +229,7 @@ TEST_CASE("a dead engine's tasks fail with EngineError at once and busy engines 
   CHECK(stopped["task"] == "EngineError");
   CHECK(stopped["left_ids_seconds"].get<double>() < 3.0);
   CHECK(stopped["busy_result_ok"] == true);
+  CHECK(stopped["sleeper_result"] == "slept");
   CHECK(stopped["others_work"] == true);
   CHECK(stopped["ids_final"] == json({2, 3}));
   MESSAGE("silent engine: EngineError after " << stopped["task_seconds"] << " s, left ids after "

@@ -12,7 +12,6 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <vector>
 
@@ -21,6 +20,7 @@
 
 #include "controller/task_store.hpp"
 #include "proto/clock.hpp"
+#include "support/small_disk.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -736,19 +736,13 @@ TEST_CASE("the sqlite store returns what it was given, before a flush and after 
 
 TEST_CASE(
     "the sqlite store on a full disk reports kIo naming the file and keeps what was flushed") {
-  TempDir dir;
-  const fs::path disk = dir.path() / "disk";
-  fs::create_directory(disk);
-  // A real full file system: a 256 KiB tmpfs (needs root or CAP_SYS_ADMIN).
-  if (::mount("tmpfs", disk.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") != 0) {
-    MESSAGE("skipped: cannot mount a 256 KiB tmpfs on "
-            << disk.string() << ": " << std::strerror(errno) << " (this test needs root)");
+  // A real full file system: a 256 KiB tmpfs.
+  ipcpp::test::SmallDisk small_disk("256k");
+  if (!small_disk.mounted()) {
+    MESSAGE("skipped: " << small_disk.why());
     return;
   }
-  struct Unmount {
-    const fs::path& where;
-    ~Unmount() { ::umount2(where.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  const fs::path& disk = small_disk.path();
 
   // Room to free later.
   const fs::path filler = disk / "filler";

@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <sstream>
 #include <string>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +22,7 @@
 #include <doctest/doctest.h>
 
 #include "profiles/profile.hpp"
+#include "support/small_disk.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -331,19 +331,13 @@ TEST_CASE("write_private_file names the path and the reason when the directory i
 }
 
 TEST_CASE("write_private_file on a full disk keeps the old file and leaves no temporary file") {
-  TempDir dir;
-  const fs::path disk = dir.path() / "disk";
-  fs::create_directory(disk);
-  // A real full file system: a 64 KiB tmpfs (needs root or CAP_SYS_ADMIN).
-  if (::mount("tmpfs", disk.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") != 0) {
-    MESSAGE("skipped: cannot mount a 64 KiB tmpfs on "
-            << disk.string() << ": " << std::strerror(errno) << " (this test needs root)");
+  // A real full file system: a 64 KiB tmpfs.
+  ipcpp::test::SmallDisk small_disk("64k");
+  if (!small_disk.mounted()) {
+    MESSAGE("skipped: " << small_disk.why());
     return;
   }
-  struct Unmount {
-    const fs::path& where;
-    ~Unmount() { ::umount2(where.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  const fs::path& disk = small_disk.path();
 
   const fs::path security = disk / "security";
   fs::create_directory(security);
