@@ -9,12 +9,18 @@ engines for every (controller, engine count):
 1. Load-balanced throughput: ``lview.map_async(noop, range(TASKS))`` from the Python client
    (chunksize 1, so TASKS separate tasks), timed from the first submission until every
    result is back. Tasks per second, median of 3 timed runs after a warm-up (the min and max
-   of the 3 are printed too).
+   of the 3 are printed too). The client's result caches are purged between runs.
 2. Direct-view round trip: ``rc[first id].apply_sync(noop)`` ROUNDTRIPS times after a
    warm-up of 50: median and p99 (nearest rank) latency in ms.
 
-Both controllers run with their defaults otherwise (leastload scheme, hwm 1, in-memory task
-store) and a 1 s heartbeat. The table's ratio is ipcpp/ipcontroller for throughput and
+Both controllers run with their defaults (leastload scheme, hwm 1, in-memory task store, 1 s
+heartbeat) except for the task store's record limit, which is raised for both (by default to
+hold every task of the run; ``--record-limit 0`` keeps the default 1024). ipcontroller's
+DictDB culls the oldest records even while their tasks are in flight, so with more than 1024
+tasks outstanding it logs a "culled for size" error with a traceback for each later update of
+a culled task (about 58,000 log lines in one 2-engine run): work that is not the
+controller's normal job, and a log that hides real errors. ipcpp-controller culls only
+finished records. The table's ratio is ipcpp/ipcontroller for throughput and
 ipcontroller/ipcpp for latency, so a ratio above 1 always means ipcpp-controller is better.
 
 How to run
@@ -27,7 +33,7 @@ With the system Python, which has ipyparallel 7.1 (not the ``python3`` first on 
 
 Options: ``--engines 2,8``, ``--tasks N``, ``--roundtrips N``, ``--only ours|reference``,
 ``--controller PATH`` (default: build/release/bin/ipcpp-controller in this repository),
-``--keep`` (keep the temporary directories and their logs).
+``--record-limit N``, ``--keep`` (keep the temporary directories and their logs).
 
 Every run uses its own temporary directory as HOME and IPYTHONDIR and a profile directory
 inside it, so ~/.ipython is never touched. The controller and the engines are stopped with
@@ -48,6 +54,7 @@ failing run's logs are printed to stderr.
 """
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -86,6 +93,14 @@ def client_main(profile_dir, engines, tasks, roundtrips):
     def noop(x=None):
         return x
 
+    def reset_client():
+        # The client keeps every result, its metadata and its history; left to grow, that
+        # slows each later run (more to garbage-collect), so each run starts clean.
+        rc.purge_local_results("all")
+        rc.history.clear()
+        lview.history.clear()
+        gc.collect()
+
     rc = ipp.Client(profile_dir=profile_dir)
     try:
         t0 = time.perf_counter()
@@ -97,6 +112,7 @@ def client_main(profile_dir, engines, tasks, roundtrips):
         lview.map_async(noop, range(max(200, tasks // 10))).get(timeout=get_timeout)
         rates, submits = [], []
         for _ in range(THROUGHPUT_RUNS):
+            reset_client()
             t0 = time.perf_counter()
             ar = lview.map_async(noop, range(tasks))
             t1 = time.perf_counter()
@@ -104,6 +120,8 @@ def client_main(profile_dir, engines, tasks, roundtrips):
             t2 = time.perf_counter()
             rates.append(tasks / (t2 - t0))
             submits.append(t1 - t0)
+            del ar
+        reset_client()
 
         view = rc.direct_view(targets=rc.ids[0])
         for _ in range(LATENCY_WARMUP):
@@ -217,9 +235,13 @@ def run_setup(kind, controller_bin, engines, args):
     if kind == "reference":
         cmd = [IPCONTROLLER, f"--profile-dir={profile_dir}", "--ip=127.0.0.1", "--ping=1000",
                "--log-level=WARN"]
+        if args.record_limit:
+            cmd.append(f"--DictDB.record_limit={args.record_limit}")
     else:
         cmd = [str(controller_bin), "--profile-dir", str(profile_dir), "--ping", "1000",
                "--log-level", "warning"]
+        if args.record_limit:
+            cmd += ["--record-limit", str(args.record_limit)]
     started = []
     logs = []
     failed = None
@@ -367,12 +389,19 @@ def main():
     parser.add_argument("--only", choices=("ours", "reference"), help="run one controller")
     parser.add_argument("--controller", default=str(DEFAULT_CONTROLLER),
                         help="the ipcpp-controller binary")
+    parser.add_argument("--record-limit", type=int, default=None,
+                        help="task store record limit for both controllers (default: every "
+                        "task of a run; 0: the controllers' default, 1024)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds the client may take for one setup")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     parser.add_argument("--_client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     engine_counts = [int(n) for n in args.engines.split(",") if n.strip()]
+    if args.record_limit is None:
+        # warm-up map, the timed maps, the round trips and their warm-up, with room to spare
+        args.record_limit = 2 * (max(200, args.tasks // 10) + THROUGHPUT_RUNS * args.tasks
+                                 + args.roundtrips + LATENCY_WARMUP)
 
     if args._client:
         return client_main(args._client, engine_counts[0], args.tasks, args.roundtrips)
@@ -384,8 +413,9 @@ def main():
               f"cmake --build --preset release -j2 --target ipcpp-controller) or pass "
               f"--controller", file=sys.stderr)
         return 1
-    print(f"controllers: {IPCONTROLLER}, {controller_bin}; engines {engine_counts}; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    names = {"reference": IPCONTROLLER, "ours": str(controller_bin)}
+    print(f"controllers: {', '.join(names[k] for k in kinds)}; engines {engine_counts}; "
+          f"record limit {args.record_limit or 'default'}; {os.cpu_count()} CPUs", flush=True)
 
     results = {}
     t_start = time.perf_counter()

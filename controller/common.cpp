@@ -56,10 +56,13 @@ std::string printable(const std::vector<zmq::message_t>& frames, std::size_t lim
   for (std::size_t i = 0; i < frames.size(); ++i) {
     if (i != 0) out += ", ";
     if (i == 8) {
-      out += std::to_string(frames.size() - 8) + " more";
+      out += std::to_string(frames.size() - 8);
+      out += " more";
       break;
     }
-    out += "'" + printable(view(frames[i]), limit) + "'";
+    out += '\'';
+    out += printable(view(frames[i]), limit);
+    out += '\'';
   }
   out += "]";
   return out;

@@ -162,7 +162,7 @@ void Controller::start() {
                      pub_to_monitor()};
   iopub.engine.set(zmq::sockopt::subscribe, "");
   HeartbeatSockets heart{make_socket(ctx, socket_type::pub), make_socket(ctx, socket_type::router),
-                         pub_to_monitor()};
+                         pub_to_monitor(), sub_to_notifications()};
   BroadcastSockets broadcast{make_socket(ctx, socket_type::router, "sub_scheduler_0"),
                              {make_socket(ctx, socket_type::router, "sub_scheduler_00"),
                               make_socket(ctx, socket_type::router, "sub_scheduler_01")},

@@ -27,7 +27,8 @@ class HeartMonitor {
 
   void run() {
     auto next_tick = SteadyClock::now();
-    zmq::pollitem_t items[] = {{s_.pong.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{s_.pong.handle(), 0, ZMQ_POLLIN, 0},
+                               {s_.notification.handle(), 0, ZMQ_POLLIN, 0}};
     while (true) {
       const auto now = SteadyClock::now();
       if (now >= next_tick) {
@@ -37,11 +38,12 @@ class HeartMonitor {
         continue;
       }
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
-      zmq::poll(items, 1, wait + std::chrono::milliseconds(1));
+      zmq::poll(items, 2, wait + std::chrono::milliseconds(1));
       if ((items[0].revents & ZMQ_POLLIN) != 0) {
         while (receive_pong()) {
         }
       }
+      if ((items[1].revents & ZMQ_POLLIN) != 0) read_notifications();
     }
   }
 
@@ -71,6 +73,18 @@ class HeartMonitor {
     }
     answered_.insert(std::move(heart));
     return true;
+  }
+
+  void read_notifications() {
+    while (true) {
+      auto frames = proto::recv_frames(s_.notification, zmq::recv_flags::dontwait);
+      if (frames.empty()) return;
+      const auto event = roster_.apply(std::move(frames));
+      if (event.change == EngineRoster::Change::kUnregistered) {
+        misses_.erase(event.uuid);
+        answered_.erase(event.uuid);
+      }
+    }
   }
 
   void tick() {
@@ -119,6 +133,7 @@ class HeartMonitor {
   std::string previous_ = "-";
   std::unordered_map<std::string, int> misses_;  // hearts being watched -> misses in a row
   std::unordered_set<std::string> answered_;     // hearts that answered since the last tick
+  EngineRoster roster_;
 };
 
 }  // namespace

@@ -7,7 +7,8 @@
 //   new_heart      {"hearts": [uuid]} the first time a heart answers (at once, not at the
 //                  next tick, so registration completes within one period);
 //   stopped_heart  {"hearts": [uuid]} when a heart has missed `misses` pings in a row.
-// A heart that answers again after being declared stopped is new again.
+// A heart that answers again after being declared stopped is new again. The heart of an engine
+// that unregistered (hub notification) is forgotten, so it is not reported as stopped later.
 #pragma once
 
 #include <chrono>
@@ -20,9 +21,10 @@
 namespace ipcpp::controller {
 
 struct HeartbeatSockets {
-  zmq::socket_t ping;     // PUB, bound on hb_ping
-  zmq::socket_t pong;     // ROUTER, bound on hb_pong
-  zmq::socket_t monitor;  // PUB to kMonitorEndpoint
+  zmq::socket_t ping;          // PUB, bound on hb_ping
+  zmq::socket_t pong;          // ROUTER, bound on hb_pong
+  zmq::socket_t monitor;       // PUB to kMonitorEndpoint
+  zmq::socket_t notification;  // SUB to kNotificationEndpoint: forget unregistered engines
 };
 
 struct HeartbeatOptions {

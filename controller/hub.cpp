@@ -281,7 +281,9 @@ class Hub {
     EngineEntry entry = std::move(it->second);
     engines_.erase(it);
     by_uuid_.erase(entry.uuid);
-    log_->warn("hub: engine {} ('{}') unregistered: {}", id, printable(entry.uuid), why);
+    // An engine that asked to go is news; one whose heart stopped is a warning.
+    log_->log(why == "its heart stopped" ? spdlog::level::warn : spdlog::level::info,
+              "hub: engine {} ('{}') unregistered: {}", id, printable(entry.uuid), why);
     notify(proto::msg_type::kUnregistrationNotification, {{"id", id}, {"uuid", entry.uuid}});
     save_engines();
     // Direct requests it had: record them failed now (the task scheduler answers for tasks).

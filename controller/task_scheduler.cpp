@@ -141,7 +141,9 @@ class TaskScheduler {
     engine->uuid = uuid;
     engine->id = id;
     // Newest first, as the reference: on an idle cluster the new engine gets the next task.
-    order_.insert(order_.begin(), engine.get());
+    // (push_back and rotate rather than insert at begin(): g++ 12 -O3 warns falsely on that.)
+    order_.push_back(engine.get());
+    std::rotate(order_.rbegin(), order_.rbegin() + 1, order_.rend());
     engines_.emplace(uuid, std::move(engine));
     log_->debug("task: engine {} ({}) added", id, uuid);
     schedule_queue();

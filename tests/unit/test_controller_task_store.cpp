@@ -25,6 +25,13 @@
 
 namespace {
 
+// "<prefix><i>" (built by appending: g++ 12 -O3 warns falsely on "literal" + std::string&&).
+std::string numbered(std::string_view prefix, long i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+
 namespace fs = std::filesystem;
 using ipcpp::Bytes;
 using ipcpp::controller::make_task_store;
@@ -199,7 +206,7 @@ std::vector<QueryCase> query_cases() {
   // More values than SQLite binds in one statement.
   json many = json::array();
   for (int i = 0; i < 40000; ++i)
-    many.push_back("zz" + std::to_string(i));
+    many.push_back(numbered("zz", i));
   many.push_back("c");
   many.push_back("a");
   many.push_back("e1");
@@ -613,9 +620,9 @@ TEST_CASE("the memory store keeps puts cheap with many pending records before th
   // Were culling to scan from the oldest record, this would take minutes.
   auto store = make_task_store(TaskStoreOptions{.kind = "memory", .record_limit = 20100});
   for (int i = 0; i < 20000; ++i)
-    REQUIRE(store->put(pending("p" + std::to_string(i))).ok());
+    REQUIRE(store->put(pending(numbered("p", i))).ok());
   for (int i = 0; i < 30000; ++i)
-    REQUIRE(store->put(completed("c" + std::to_string(i))).ok());
+    REQUIRE(store->put(completed(numbered("c", i))).ok());
   CHECK(store->get("p0").has_value());
   CHECK(store->get("p19999").has_value());
   CHECK_FALSE(store->get("c29899").has_value());
@@ -752,7 +759,7 @@ TEST_CASE(
   const fs::path path = disk / "tasks.db";
   const TaskStoreOptions options{.kind = "sqlite", .sqlite_path = path};
   auto big = [](int i) {
-    TaskRecord r = completed("r" + std::to_string(i));
+    TaskRecord r = completed(numbered("r", i));
     std::string data(20000, static_cast<char>('a' + i % 26));
     data[0] = '\0';
     r.result_buffers = {bytes(data), bytes(std::to_string(i))};
@@ -777,14 +784,14 @@ TEST_CASE(
     REQUIRE_FALSE(flushed.empty());
     MESSAGE(flushed.size() << " records flushed before the disk was full");
     for (int i : flushed)
-      check_same(store->get("r" + std::to_string(i)).value(), big(i));
+      check_same(store->get(numbered("r", i)).value(), big(i));
     CHECK(find_ids(*store, json::object()).size() >= flushed.size());
 
     // With room again, the store works: the disk was the only reason.
     fs::remove(filler);
     REQUIRE(store->flush().ok());
     const int failed = flushed.back() + 1;
-    if (auto r = store->get("r" + std::to_string(failed))) check_same(*r, big(failed));
+    if (auto r = store->get(numbered("r", failed))) check_same(*r, big(failed));
     REQUIRE(store->put(big(1000)).ok());
     REQUIRE(store->flush().ok());
     check_same(store->get("r1000").value(), big(1000));
