@@ -10,6 +10,7 @@
 #include "profiles/profile.hpp"
 #include "profiles/secure_file.hpp"
 #include "proto/connection_file.hpp"
+#include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -20,24 +21,14 @@ using ipcpp::test::ProcessOptions;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-namespace {
+using ipcpp::test::mode_of;
+using ipcpp::test::read_text;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+namespace {
 
 // A complete JSON file (ipcontroller writes in place, so a reader may see half of it).
 bool complete_json(const fs::path& p) {
-  return fs::exists(p) && json::accept(slurp(p));
-}
-
-unsigned mode_of(const fs::path& p) {
-  struct stat st {};
-  REQUIRE(::stat(p.c_str(), &st) == 0);
-  return st.st_mode & 07777;
+  return fs::exists(p) && json::accept(read_text(p));
 }
 
 std::string hostname() {
@@ -97,8 +88,8 @@ TEST_CASE("connection files written by the real ipcontroller are read field for 
       ipcpp::test::wait_until(
           [&] { return complete_json(client_path) && complete_json(engine_path); }, 60s),
       "ipcontroller wrote no connection files; its stderr: " << controller.stderr_text());
-  const std::string client_text = slurp(client_path);
-  const std::string engine_text = slurp(engine_path);
+  const std::string client_text = read_text(client_path);
+  const std::string engine_text = read_text(engine_path);
   controller.stop();  // a clean exit removes the files: parse the copies taken above
 
   auto client = parse_client_connection_file(client_text, client_path.string());
@@ -213,8 +204,8 @@ TEST_CASE("connection files written by ipcpp are loaded by ipyparallel's own cod
     CHECK(loaded["ids"] == json::array());
     CHECK(loaded["task_scheme"] == "leastload");
     // ipcontroller's loader accepted both files and kept our ports and key.
-    CHECK(slurp(profile.client_connection_file()) == client_text);
-    CHECK(slurp(profile.engine_connection_file()) == engine_text);
+    CHECK(read_text(profile.client_connection_file()) == client_text);
+    CHECK(read_text(profile.engine_connection_file()) == engine_text);
     controller.stop();
   }
 }

@@ -9,13 +9,6 @@ namespace ipcpp::test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 PythonCluster::PythonCluster(std::vector<std::string> controller_args, std::string controller)
     : profile_dir_(tmp_.path() / "profile_test"),
       program_(std::move(controller)),

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -53,8 +54,5 @@ class PythonCluster {
   std::unique_ptr<Process> controller_;
   std::vector<Process> engines_;
 };
-
-// The text of a file ("" when it cannot be read).
-std::string read_text(const std::filesystem::path& path);
 
 }  // namespace ipcpp::test

@@ -20,8 +20,12 @@
 
 #include "controller/task_store.hpp"
 #include "proto/clock.hpp"
+#include "support/files.hpp"
 #include "support/small_disk.hpp"
 #include "support/temp_dir.hpp"
+
+using ipcpp::test::mode_of;
+using ipcpp::test::read_text;
 
 namespace {
 
@@ -295,19 +299,6 @@ std::unique_ptr<TaskStore> open_store(const std::string& kind, const TempDir& di
   options.kind = kind;
   options.sqlite_path = dir.path() / "tasks.db";
   return make_task_store(options);
-}
-
-mode_t mode_of(const fs::path& path) {
-  struct stat st {};
-  REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path.string());
-  return st.st_mode & 07777;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
 }
 
 }  // namespace
@@ -696,7 +687,7 @@ TEST_CASE("the sqlite store creates its file mode 0600 and its directories, and 
   }
   // Closed: the log was checkpointed into the file, which holds the table.
   CHECK_FALSE(fs::exists(path.string() + "-wal"));
-  const std::string content = read_file(path);
+  const std::string content = read_text(path);
   CHECK(content.rfind(std::string("SQLite format 3\0", 16), 0) == 0);
   CHECK(content.find("CREATE TABLE ipcpp_tasks (\"msg_id\" TEXT PRIMARY KEY") != std::string::npos);
 }

@@ -8,8 +8,12 @@
 
 #include <doctest/doctest.h>
 
+#include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
+
+using ipcpp::test::mode_of;
+using ipcpp::test::read_text;
 
 namespace {
 
@@ -24,12 +28,6 @@ RunResult ipcpp_profile(std::vector<std::string> args, const fs::path& ipython_d
   ProcessOptions options;
   options.env["IPYTHONDIR"] = ipython_dir.string();
   return ipcpp::test::run(std::move(args), options);
-}
-
-mode_t mode_of(const fs::path& path) {
-  struct stat st {};
-  REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path.string());
-  return st.st_mode & 07777;
 }
 
 const std::set<std::string> kConfigFiles{"ipcpp_cluster.toml", "ipcpp_controller.toml",

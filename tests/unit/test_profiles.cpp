@@ -22,8 +22,12 @@
 #include <doctest/doctest.h>
 
 #include "profiles/profile.hpp"
+#include "support/files.hpp"
 #include "support/small_disk.hpp"
 #include "support/temp_dir.hpp"
+
+using ipcpp::test::mode_of;
+using ipcpp::test::read_text;
 
 namespace {
 
@@ -73,19 +77,6 @@ class ScopedUmask {
  private:
   mode_t old_;
 };
-
-mode_t mode_of(const fs::path& path) {
-  struct stat st {};
-  REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path.string());
-  return st.st_mode & 07777;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::set<std::string> names_in(const fs::path& dir) {
   std::set<std::string> names;
@@ -203,7 +194,7 @@ TEST_CASE("create makes security/ and pid/ 0700, log/ 0755 and every config file
     const fs::path file = profile.config_file(program);
     expected.insert(file.filename().string());
     CHECK_MESSAGE(mode_of(file) == 0600, file.string());
-    CHECK(read_file(file) == config_template(program));
+    CHECK(read_text(file) == config_template(program));
   }
   CHECK(names_in(profile.dir()) == expected);
 }
@@ -232,10 +223,10 @@ TEST_CASE("create is idempotent and never touches an existing config file") {
   fs::permissions(edited, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   fs::remove(profile.config_file("px"));
   profile.create();
-  CHECK(read_file(edited) == "hwm = 4\n");
+  CHECK(read_text(edited) == "hwm = 4\n");
   CHECK(mode_of(edited) == 0640);
-  CHECK(read_file(profile.config_file("px")) == config_template("px"));
-  CHECK(read_file(profile.config_file("engine")) == config_template("engine"));
+  CHECK(read_text(profile.config_file("px")) == config_template("px"));
+  CHECK(read_text(profile.config_file("engine")) == config_template("engine"));
 }
 
 TEST_CASE("create fails naming the directory when the profile path is a file") {
@@ -290,7 +281,7 @@ TEST_CASE("write_private_file makes a 0600 file even with umask 0") {
   const fs::path path = dir.path() / "ipcontroller-client.json";
   write_private_file(path, "{\"key\": \"secret\"}\n");
   CHECK(mode_of(path) == 0600);
-  CHECK(read_file(path) == "{\"key\": \"secret\"}\n");
+  CHECK(read_text(path) == "{\"key\": \"secret\"}\n");
   CHECK(names_in(dir.path()) == std::set<std::string>{"ipcontroller-client.json"});
 }
 
@@ -306,7 +297,7 @@ TEST_CASE("write_private_file replaces a file atomically, by rename, and makes i
   std::string seen_by_reader;
   std::getline(reader, seen_by_reader);
   CHECK(seen_by_reader == "old");
-  CHECK(read_file(path) == "new content");
+  CHECK(read_text(path) == "new content");
   CHECK(mode_of(path) == 0600);
   CHECK(names_in(dir.path()) == std::set<std::string>{"connection.json"});
 }
@@ -316,9 +307,9 @@ TEST_CASE("write_private_file replaces a symbolic link, not the file it points t
   std::ofstream(dir.path() / "elsewhere") << "keep";
   fs::create_symlink(dir.path() / "elsewhere", dir.path() / "link");
   write_private_file(dir.path() / "link", "private");
-  CHECK(read_file(dir.path() / "elsewhere") == "keep");
+  CHECK(read_text(dir.path() / "elsewhere") == "keep");
   CHECK_FALSE(fs::is_symlink(dir.path() / "link"));
-  CHECK(read_file(dir.path() / "link") == "private");
+  CHECK(read_text(dir.path() / "link") == "private");
 }
 
 TEST_CASE("write_private_file names the path and the reason when the directory is missing") {
@@ -363,14 +354,14 @@ TEST_CASE("write_private_file on a full disk keeps the old file and leaves no te
   CHECK_THROWS_WITH_AS(write_private_file(target, new_content),
                        ("cannot write " + target.string() + ": No space left on device").c_str(),
                        std::system_error);
-  CHECK(read_file(target) == "old content");
+  CHECK(read_text(target) == "old content");
   CHECK(mode_of(target) == 0600);
   CHECK(names_in(security) == std::set<std::string>{"ipcontroller-client.json"});
 
   // With room again, the same write succeeds: the disk was the only reason.
   fs::remove(filler);
   write_private_file(target, new_content);
-  CHECK(read_file(target) == new_content);
+  CHECK(read_text(target) == new_content);
   CHECK(names_in(security) == std::set<std::string>{"ipcontroller-client.json"});
 }
 
@@ -402,7 +393,7 @@ TEST_CASE("write_private_file keeps the old file when a write fails part-way") {
     }
   }
   CHECK(error == "cannot write " + target.string() + ": File too large");
-  CHECK(read_file(target) == "old content");
+  CHECK(read_text(target) == "old content");
   CHECK(names_in(dir.path()) == std::set<std::string>{"ipcontroller-engine.json"});
 }
 
@@ -413,7 +404,7 @@ TEST_CASE("write_private_file_if_absent writes a new file and never replaces any
   CHECK(write_private_file_if_absent(path, "first"));
   CHECK(mode_of(path) == 0600);
   CHECK_FALSE(write_private_file_if_absent(path, "second"));
-  CHECK(read_file(path) == "first");
+  CHECK(read_text(path) == "first");
   fs::create_symlink(dir.path() / "nowhere", dir.path() / "dangling");
   CHECK_FALSE(write_private_file_if_absent(dir.path() / "dangling", "third"));
   CHECK(fs::is_symlink(dir.path() / "dangling"));

@@ -1,0 +1,26 @@
+#include "support/files.hpp"
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <system_error>
+
+namespace ipcpp::test {
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+mode_t mode_of(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot stat " + path.string());
+  }
+  return st.st_mode & 07777;
+}
+
+}  // namespace ipcpp::test
