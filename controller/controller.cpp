@@ -162,7 +162,8 @@ void Controller::start() {
                      pub_to_monitor()};
   iopub.engine.set(zmq::sockopt::subscribe, "");
   HeartbeatSockets heart{make_socket(ctx, socket_type::pub), make_socket(ctx, socket_type::router),
-                         pub_to_monitor(), sub_to_notifications()};
+                         pub_to_monitor(), sub_to_notifications(), zmq::socket_t()};
+  heart.pong_events = monitor_disconnections(ctx, heart.pong);
   BroadcastSockets broadcast{make_socket(ctx, socket_type::router, "sub_scheduler_0"),
                              {make_socket(ctx, socket_type::router, "sub_scheduler_00"),
                               make_socket(ctx, socket_type::router, "sub_scheduler_01")},

@@ -9,6 +9,12 @@
 //   stopped_heart  {"hearts": [uuid]} when a heart has missed `misses` pings in a row.
 // A heart that answers again after being declared stopped is new again. The heart of an engine
 // that unregistered (hub notification) is forgotten, so it is not reported as stopped later.
+//
+// A crashed engine is noticed at once, not after `misses` periods: the pong socket's monitor
+// reports each closed TCP connection (ZMQ_EVENT_DISCONNECTED with its file descriptor), and
+// the monitor knows which heart last sent a pong on that descriptor (ZMQ_SRCFD), so that
+// heart is reported stopped as soon as its connection closes. Heartbeats still cover the
+// engines that hang or vanish without closing their connections.
 #pragma once
 
 #include <chrono>
@@ -25,7 +31,12 @@ struct HeartbeatSockets {
   zmq::socket_t pong;          // ROUTER, bound on hb_pong
   zmq::socket_t monitor;       // PUB to kMonitorEndpoint
   zmq::socket_t notification;  // SUB to kNotificationEndpoint: forget unregistered engines
+  zmq::socket_t pong_events;   // PAIR connected to the socket monitor of `pong`
 };
+
+// Starts a socket monitor on `pong` for closed connections and returns the PAIR socket that
+// receives its events (for HeartbeatSockets::pong_events). Call before moving `pong`.
+zmq::socket_t monitor_disconnections(zmq::context_t& ctx, zmq::socket_t& pong);
 
 struct HeartbeatOptions {
   std::chrono::milliseconds period{1000};

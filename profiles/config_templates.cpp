@@ -76,14 +76,20 @@ constexpr std::string_view kEngineTemplate =
 # Engine connection file to use (a copy of ipcontroller-engine.json); empty: this profile's.
 # file = ""
 
-# Task libraries (.so) to load at start-up. Default: none; the line below is an example.
-# load = ["tasks.so"]
+# Cluster id: use this profile's ipcontroller-<ID>-engine.json.
+# cluster-id = ""
 
-# Seconds to wait for the controller to complete the registration before giving up.
+# Task libraries (.so) to load at start-up. Default: none. For example:
+#   load = ["/opt/lab/libtasks.so", "/opt/lab/libimages.so"]
+
+# Seconds to wait for the connection file, and for the controller to answer the registration.
 # timeout = 5
 
 # Seconds without a heartbeat from the controller after which the engine exits; 0: never.
 # controller-timeout = 60
+
+# Host to reach the controller at when its connection file says ip "*"; empty: its location.
+# location = ""
 
 # Log level: trace, debug, info, warning, error or critical.
 # log-level = "info"

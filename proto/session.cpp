@@ -102,7 +102,8 @@ Session::Session(SessionOptions options)
       }()),
       id_(options.session_id.empty() ? new_session_id() : std::move(options.session_id)),
       username_(options.username.empty() ? default_username() : std::move(options.username)),
-      msg_id_prefix_(id_ + "_" + std::to_string(::getpid()) + "_"),
+      msg_id_prefix_(options.msg_id_prefix.empty() ? id_ + "_" + std::to_string(::getpid()) + "_"
+                                                   : std::move(options.msg_id_prefix)),
       history_size_(options.digest_history_size) {}
 
 Header Session::make_header(std::string_view msg_type) {

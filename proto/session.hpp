@@ -27,6 +27,9 @@ struct SessionOptions {
   std::string session_id;
   // Default: $USER, else "username".
   std::string username;
+  // What message ids start with, before a counter. Default: "<session id>_<pid>_". Two
+  // Sessions that share a session id (one process's threads) need different prefixes.
+  std::string msg_id_prefix;
   // How many received signatures are remembered to reject replays; the oldest are forgotten
   // first. 0 turns replay rejection off. Default: 65536 (jupyter_client's digest_history_size).
   std::size_t digest_history_size = 65536;

@@ -159,6 +159,13 @@ class Value {
   Value(Array array);          // NOLINT(google-explicit-constructor)
   template <class T, class = std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>>
   Value(std::vector<T> v) : Value(Array::from(std::move(v))) {}  // NOLINT
+  // Scalars and strings, so that a task can `return a - b;` or `return "done";`.
+  template <class T, class D = std::decay_t<T>,
+            class = std::enable_if_t<std::is_arithmetic_v<D> ||
+                                     (std::is_convertible_v<T, std::string_view> &&
+                                      !std::is_same_v<D, nlohmann::json>)>>
+  Value(T&& scalar)  // NOLINT(google-explicit-constructor)
+      : json_(nlohmann::json(std::forward<T>(scalar))) {}
 
   // A JSON list / object of values, their arrays renumbered in order.
   static Value list(std::vector<Value> items);

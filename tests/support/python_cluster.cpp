@@ -36,8 +36,10 @@ void PythonCluster::start_controller() {
   controller_ = std::make_unique<Process>(argv, process_options());
   const bool ready = wait_until(
       [&] {
+        // ipcontroller itself writes no pid file (ipcluster does); ipcpp-controller does.
         return json::accept(read_text(client_file())) && json::accept(read_text(engine_file())) &&
-               fs::exists(profile_dir_ / "pid" / "ipcontroller.pid");
+               (!program_.ends_with("ipcpp-controller") ||
+                fs::exists(profile_dir_ / "pid" / "ipcontroller.pid"));
       },
       std::chrono::seconds(30));
   if (!ready) {
@@ -62,11 +64,37 @@ void PythonCluster::start_engines(int n) {
   }
 }
 
+std::string PythonCluster::engines_output() const {
+  std::string out;
+  for (std::size_t i = 0; i < engines_.size(); ++i)
+    out += "\nengine process " + std::to_string(i) + ":\n" + engines_[i].stderr_text();
+  return out;
+}
+
+void PythonCluster::start_cpp_engines(int n, std::vector<std::string> args) {
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> argv = {tool_path("ipcpp-engine"), "--profile-dir",
+                                     profile_dir_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    engines_.emplace_back(argv, process_options());
+  }
+}
+
 json PythonCluster::scenario(const std::string& name, std::vector<std::string> args,
                              std::chrono::seconds timeout) {
+  return run_scenario("controller_scenarios.py", name, std::move(args), timeout);
+}
+
+json PythonCluster::engine_scenario(const std::string& name, std::vector<std::string> args,
+                                    std::chrono::seconds timeout) {
+  return run_scenario("engine_scenarios.py", name, std::move(args), timeout);
+}
+
+json PythonCluster::run_scenario(const std::string& script, const std::string& name,
+                                 std::vector<std::string> args, std::chrono::seconds timeout) {
   std::vector<std::string> argv = {IPCPP_REFERENCE_PYTHON,
-                                   std::string(IPCPP_INTEROP_DIR) + "/controller_scenarios.py",
-                                   name, "--profile-dir", profile_dir_.string()};
+                                   std::string(IPCPP_INTEROP_DIR) + "/" + script, name,
+                                   "--profile-dir", profile_dir_.string()};
   argv.insert(argv.end(), args.begin(), args.end());
   const RunResult result = run(argv, process_options(), timeout);
   // The last non-empty line of its output.
@@ -76,9 +104,10 @@ json PythonCluster::scenario(const std::string& name, std::vector<std::string> a
     if (!l.empty()) line = l;
   }
   if (result.exit_code != 0 || !json::accept(line)) {
-    throw std::runtime_error(
-        "scenario " + name + " failed (exit " + std::to_string(result.exit_code) + ")\nstdout:\n" +
-        result.out + "\nstderr:\n" + result.err + "\ncontroller:\n" + controller_->stderr_text());
+    throw std::runtime_error("scenario " + name + " failed (exit " +
+                             std::to_string(result.exit_code) + ")\nstdout:\n" + result.out +
+                             "\nstderr:\n" + result.err + "\ncontroller:\n" +
+                             controller_->stderr_text() + engines_output());
   }
   return json::parse(line);
 }

@@ -75,7 +75,7 @@ TEST_CASE("ipcpp-controller accepts ipcontroller's spellings of its options") {
   CHECK(plain["task_scheme"] == "leastload");
 }
 
-TEST_CASE("ipcpp-controller reads the profile's config file; the command line wins") {
+TEST_CASE("ipcpp-controller reads the profile's config file, and the command line wins") {
   ipcpp::test::TempDir tmp;
   const auto options = isolated(tmp);
   const fs::path dir = tmp.path() / "profile_conf";

@@ -533,19 +533,21 @@ TEST_CASE("the controller template, uncommented, sets every controller option to
 
 TEST_CASE("the engine template, uncommented, sets every engine option") {
   CLI::App app;
-  std::string file = "unset", log_level;
-  std::vector<std::string> load;
+  std::string file = "unset", log_level, cluster_id = "unset", location = "unset";
   double timeout = 0, controller_timeout = 0;
   bool log_to_file = true;
   app.add_option("--file", file);
-  app.add_option("--load", load);
+  app.add_option("--cluster-id", cluster_id);
+  app.add_option("--location", location);
+  // --load has no default (CLI11 2.1 reads no empty list): the template shows an example only.
   app.add_option("--timeout", timeout)->check(CLI::PositiveNumber);
   app.add_option("--controller-timeout", controller_timeout)->check(CLI::NonNegativeNumber);
   app.add_option("--log-level", log_level)->check(CLI::IsMember(kLogLevels));
   app.add_flag("--log-to-file", log_to_file);
   parse_template(app, "engine");
   CHECK(file.empty());
-  CHECK(load == std::vector<std::string>{"tasks.so"});  // an example: the default is none
+  CHECK(cluster_id.empty());
+  CHECK(location.empty());
   CHECK(timeout == 5);
   CHECK(controller_timeout == 60);
   CHECK(log_level == "info");

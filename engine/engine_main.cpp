@@ -1,0 +1,258 @@
+// ipcpp::engine_main: ipcpp-engine's command line, shared by custom engine programs. Parses
+// options (command line > the profile's ipcpp_engine.toml > defaults), loads task
+// libraries, finds the connection file, and runs the engine.
+//
+// Exit codes: 0 after a clean stop, 1 when the engine cannot start or lost its controller,
+// 2 for a wrong command line.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "ipcpp/engine.hpp"
+
+#include "engine/engine.hpp"
+#include "engine/registry.hpp"
+#include "profiles/profile.hpp"
+
+namespace ipcpp {
+namespace {
+
+namespace fs = std::filesystem;
+using engine::Engine;
+using engine::EngineOptions;
+using engine::FunctionRegistry;
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct Options {
+  std::string profile = "default";
+  std::string profile_dir;
+  std::string ipython_dir;
+  std::string cluster_id;
+  std::string file;
+  std::vector<std::string> load;
+  double timeout = 5;
+  double controller_timeout = 60;
+  std::int64_t id = -1;
+  std::string location;
+  std::string log_level = "info";
+  bool log_to_file = false;
+  bool list_functions = false;
+};
+
+struct ProfileChoice {
+  std::string profile = "default";
+  std::string profile_dir;
+  std::string ipython_dir;
+};
+
+// The profile options, read before the real parse so that the profile's config file can be
+// given to CLI11. Accepts "--opt value" and "--opt=value".
+ProfileChoice scan_profile(int argc, char** argv) {
+  ProfileChoice choice;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto take = [&](std::string_view name, std::string& out) {
+      if (arg == name && i + 1 < argc) {
+        out = argv[++i];
+        return true;
+      }
+      if (arg.starts_with(name) && arg.size() > name.size() && arg[name.size()] == '=') {
+        out = std::string(arg.substr(name.size() + 1));
+        return true;
+      }
+      return false;
+    };
+    if (take("--profile-dir", choice.profile_dir) || take("--ipython-dir", choice.ipython_dir) ||
+        take("--profile", choice.profile)) {
+      continue;
+    }
+  }
+  return choice;
+}
+
+profiles::Profile selected_profile(const std::string& profile, const std::string& profile_dir,
+                                   const std::string& ipython_dir) {
+  if (!profile_dir.empty()) return profiles::Profile::at(profile_dir);
+  return profiles::Profile::named(profile, profiles::ipython_dir(ipython_dir));
+}
+
+spdlog::level::level_enum parse_level(const std::string& text) {
+  if (text == "0" || text == "trace") return spdlog::level::trace;
+  if (text == "10" || text == "debug" || text == "DEBUG") return spdlog::level::debug;
+  if (text == "20" || text == "info" || text == "INFO") return spdlog::level::info;
+  if (text == "30" || text == "warning" || text == "warn" || text == "WARN" || text == "WARNING") {
+    return spdlog::level::warn;
+  }
+  if (text == "40" || text == "error" || text == "ERROR") return spdlog::level::err;
+  if (text == "50" || text == "critical" || text == "CRITICAL") return spdlog::level::critical;
+  throw CLI::ValidationError("--log-level", "unknown level '" + text +
+                                                "': use trace, debug, info, warning, error, "
+                                                "critical or 10-50");
+}
+
+void build_cli(CLI::App& app, Options& o) {
+  app.option_defaults()->always_capture_default();
+  app.add_option("--profile", o.profile, "Profile name: the directory profile_NAME")
+      ->type_name("NAME");
+  app.add_option("--profile-dir", o.profile_dir, "The profile directory itself")->type_name("DIR");
+  app.add_option("--ipython-dir", o.ipython_dir,
+                 "Directory holding the profiles (default $IPYTHONDIR, else ~/.ipython)")
+      ->type_name("DIR");
+  app.add_option("--cluster-id", o.cluster_id,
+                 "Cluster id: use the profile's ipcontroller-ID-engine.json")
+      ->type_name("ID");
+  app.add_option("--file,-f", o.file,
+                 "Engine connection file (a copy of ipcontroller-engine.json); default: the "
+                 "profile's")
+      ->type_name("PATH");
+  app.add_option("--load", o.load, "Task library (.so) to load; repeatable")
+      ->type_name("LIB")
+      ->take_all();
+  app.add_option("--timeout", o.timeout,
+                 "Seconds to wait for the connection file and for the controller to answer the "
+                 "registration")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--controller-timeout", o.controller_timeout,
+                 "Seconds without a heartbeat from the controller after which the engine exits; "
+                 "0: never")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--id", o.id,
+                 "Engine id to ask for (an MPI rank); granted when free. Default: the "
+                 "controller's next id")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--location", o.location,
+                 "Host to reach the controller at when its connection file says ip '*'")
+      ->type_name("HOST");
+  app.add_option("--log-level", o.log_level,
+                 "trace, debug, info, warning, error, critical, or 10-50 as ipengine");
+  app.add_flag("--log-to-file", o.log_to_file,
+               "Log to <profile>/log/ipengine-<cluster id>-<pid>.log instead of stderr");
+  app.add_flag("--list-functions", o.list_functions,
+               "Print the functions this engine can run (after --load) and exit");
+  app.footer(
+      "Options may also be set in <profile>/ipcpp_engine.toml (ipcpp-profile create writes it "
+      "with every option commented); the command line overrides the file. Exit status: 0 "
+      "after a clean stop, 1 if the engine cannot start or lost its controller, 2 for a wrong "
+      "command line.");
+}
+
+// Waits up to `timeout` for `path` to appear (a controller started a moment ago writes it).
+bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, spdlog::logger& log) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool told = false;
+  std::error_code ec;
+  while (!fs::exists(path, ec)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (!told) {
+      log.info("waiting for the connection file {}", path.string());
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+int run(const Options& o, const profiles::Profile& profile, FunctionRegistry functions) {
+  std::shared_ptr<spdlog::logger> log;
+  if (o.log_to_file) {
+    const fs::path file =
+        profile.log_dir() / ("ipengine-" + o.cluster_id + "-" + std::to_string(getpid()) + ".log");
+    log = std::make_shared<spdlog::logger>(
+        "ipcpp-engine", std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string()));
+  } else {
+    log = std::make_shared<spdlog::logger>("ipcpp-engine",
+                                           std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  }
+  log->set_level(parse_level(o.log_level));
+  log->flush_on(spdlog::level::info);
+
+  const auto timeout = std::chrono::milliseconds(static_cast<long>(o.timeout * 1000));
+  const fs::path path =
+      o.file.empty() ? profile.engine_connection_file(o.cluster_id) : fs::path(o.file);
+  if (!wait_for_file(path, timeout, *log)) {
+    throw std::runtime_error(fmt::format(
+        "no connection file at {} after {:g} s: start the controller first, or give --file with "
+        "a copy of its ipcontroller-engine.json",
+        path.string(), o.timeout));
+  }
+  auto file = proto::read_engine_connection_file(path);
+  if (!file) throw std::runtime_error(file.error().reason);
+
+  EngineOptions options;
+  options.connection = std::move(file).value();
+  if (!o.location.empty()) options.connection.location = o.location;
+  options.connection_path = path;
+  if (o.id >= 0) options.requested_id = o.id;
+  options.registration_timeout = timeout;
+  options.controller_timeout =
+      std::chrono::milliseconds(static_cast<long>(o.controller_timeout * 1000));
+  options.log = log;
+  Engine engine(std::move(options), std::move(functions));
+  try {
+    return engine.run();
+  } catch (const std::exception& e) {
+    if (o.log_to_file) log->critical("{}", e.what());  // stderr gets it from engine_main
+    throw;
+  }
+}
+
+}  // namespace
+
+int engine_main(int argc, char** argv) {
+  const std::string program =
+      argc > 0 ? fs::path(argv[0]).filename().string() : std::string("ipcpp-engine");
+  CLI::App app(
+      "An ipcpp engine: registers with a controller (ipcpp-controller or ipyparallel's "
+      "ipcontroller) and runs C++ functions for its clients, one request at a time.",
+      program);
+  Options options;
+  build_cli(app, options);
+  Engine::block_stop_signals();
+  try {
+    const ProfileChoice choice = scan_profile(argc, argv);
+    const auto profile = selected_profile(choice.profile, choice.profile_dir, choice.ipython_dir);
+    app.set_config("--config", profile.config_file("engine").string(),
+                   "Config file (default: the profile's ipcpp_engine.toml)");
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    app.parse(argc, argv);
+    parse_level(options.log_level);
+
+    FunctionRegistry functions;
+    functions.add_builtins();
+    functions.add_program_tasks();
+    for (const auto& lib : options.load)
+      functions.load_library(lib);
+    if (options.list_functions) {
+      for (const auto* f : functions.all())
+        std::cout << f->name << "\t" << f->doc << "\t[" << f->origin << "]\n";
+      return EXIT_SUCCESS;
+    }
+    return run(options, selected_profile(options.profile, options.profile_dir, options.ipython_dir),
+               std::move(functions));
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::cerr << program << ": " << e.what() << " (see " << program << " --help)\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << '\n';
+    return kExitFailure;
+  }
+}
+
+}  // namespace ipcpp

@@ -1,0 +1,479 @@
+#include "engine/kernel.hpp"
+
+#include <cstdlib>
+#include <cxxabi.h>
+#include <iostream>
+#include <typeinfo>
+#include <variant>
+
+#include "engine/command_language.hpp"
+#include "engine/output_stream.hpp"
+#include "engine/shell_command.hpp"
+#include "proto/clock.hpp"
+#include "proto/messages.hpp"
+#include "proto/payload.hpp"
+#include "proto/wire.hpp"
+
+namespace ipcpp::engine {
+namespace {
+
+using nlohmann::json;
+namespace mt = proto::msg_type;
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                             std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(name);
+}
+
+std::string frame_text(const zmq::message_t& m) {
+  return std::string(static_cast<const char*>(m.data()), m.size());
+}
+
+// Sets std::cout and std::cerr to a task's streams while it runs.
+class RedirectStandardStreams {
+ public:
+  RedirectStandardStreams(std::streambuf* out, std::streambuf* err)
+      : out_(std::cout.rdbuf(out)), err_(std::cerr.rdbuf(err)) {}
+  ~RedirectStandardStreams() {
+    std::cout.rdbuf(out_);
+    std::cerr.rdbuf(err_);
+  }
+  RedirectStandardStreams(const RedirectStandardStreams&) = delete;
+  RedirectStandardStreams& operator=(const RedirectStandardStreams&) = delete;
+
+ private:
+  std::streambuf* out_;
+  std::streambuf* err_;
+};
+
+}  // namespace
+
+TaskFailure current_failure() {
+  try {
+    throw;
+  } catch (const TaskError& e) {
+    return {e.ename(), e.what()};
+  } catch (const std::exception& e) {
+    return {demangle(typeid(e).name()), e.what()};
+  } catch (...) {
+    return {"UnknownException", "the task threw something that is not a std::exception"};
+  }
+}
+
+// A request being run: the message, and what its reply needs.
+struct Kernel::Request {
+  proto::Message message;
+  json parent;  // the request's header, as the parent of everything it causes
+  std::string started;
+};
+
+// What a running task sees: the kernel's namespace, the cancellation flag, and streams that
+// publish on iopub with this request as the parent.
+class Kernel::Context : public TaskContext {
+ public:
+  Context(Kernel& kernel, const json& parent)
+      : kernel_(kernel),
+        parent_(parent),
+        out_buf_(
+            [this](std::string_view text) { kernel_.publish_stream(parent_, "stdout", text); }),
+        err_buf_(
+            [this](std::string_view text) { kernel_.publish_stream(parent_, "stderr", text); }),
+        out_(&out_buf_),
+        err_(&err_buf_) {}
+
+  std::int64_t engine_id() const override { return kernel_.engine_id_; }
+  const std::string& engine_uuid() const override { return kernel_.uuid_; }
+  Namespace& ns() override { return kernel_.namespace_; }
+  bool cancelled() const override { return kernel_.running_.cancelled(); }
+  bool sleep_for(std::chrono::nanoseconds duration) override {
+    return kernel_.running_.sleep_for(duration);
+  }
+  std::ostream& out() override { return out_; }
+  std::ostream& err() override { return err_; }
+
+  void flush() {
+    out_.flush();
+    err_.flush();
+  }
+  std::streambuf* out_buf() { return &out_buf_; }
+  std::streambuf* err_buf() { return &err_buf_; }
+
+ private:
+  Kernel& kernel_;
+  const json& parent_;
+  LineStreamBuf out_buf_;
+  LineStreamBuf err_buf_;
+  std::ostream out_;
+  std::ostream err_;
+};
+
+Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_t engine_id,
+               const FunctionRegistry& functions, RunningTask& running,
+               std::shared_ptr<spdlog::logger> log)
+    : sockets_(std::move(sockets)),
+      session_(std::move(session)),
+      uuid_(session_.id()),
+      engine_id_(engine_id),
+      topic_prefix_("engine." + std::to_string(engine_id) + "."),
+      functions_(functions),
+      running_(running),
+      log_(std::move(log)) {}
+
+Kernel::~Kernel() = default;
+
+void Kernel::run() {
+  std::array<zmq::pollitem_t, 2> items{zmq::pollitem_t{sockets_.control.handle(), 0, ZMQ_POLLIN, 0},
+                                       zmq::pollitem_t{sockets_.shell.handle(), 0, ZMQ_POLLIN, 0}};
+  try {
+    while (process_commands()) {
+      if (!queue_.empty()) {
+        proto::Message next = std::move(queue_.front());
+        queue_.pop_front();
+        handle(std::move(next));
+        continue;
+      }
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
+      if ((items[1].revents & ZMQ_POLLIN) != 0) receive_queued();
+    }
+    // The control thread need not force the exit any more.
+    std::vector<zmq::message_t> stopped;
+    stopped.emplace_back(kernel_command::kStopped.data(), kernel_command::kStopped.size());
+    proto::send_frames(sockets_.control, std::move(stopped), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != ETERM) throw;
+  }
+}
+
+void Kernel::receive_queued() {
+  for (;;) {
+    auto frames = proto::recv_frames(sockets_.shell, zmq::recv_flags::dontwait);
+    if (frames.empty()) return;
+    auto message = session_.decode(std::move(frames));
+    if (!message) {
+      log_->warn("dropped a message on the shell socket: {}", message.error().reason);
+      continue;
+    }
+    queue_.push_back(std::move(message).value());
+  }
+}
+
+bool Kernel::process_commands() {
+  for (;;) {
+    auto frames = proto::recv_frames(sockets_.control, zmq::recv_flags::dontwait);
+    if (frames.empty()) return !stopping_;
+    const std::string command = frame_text(frames[0]);
+    if (command == kernel_command::kAbort) {
+      for (std::size_t i = 1; i < frames.size(); ++i)
+        aborted_.insert(frame_text(frames[i]));
+    } else if (command == kernel_command::kAbortQueued) {
+      abort_queued_executes();
+    } else if (command == kernel_command::kClear) {
+      namespace_.clear();
+      std::vector<zmq::message_t> answer;
+      answer.emplace_back(kernel_command::kCleared.data(), kernel_command::kCleared.size());
+      if (frames.size() > 1) answer.push_back(std::move(frames[1]));
+      proto::send_frames(sockets_.control, std::move(answer));
+    } else if (command == kernel_command::kStop) {
+      stopping_ = true;
+    }
+  }
+}
+
+void Kernel::abort_queued_executes() {
+  receive_queued();
+  std::deque<proto::Message> keep;
+  for (auto& m : queue_) {
+    if (m.msg_type() == mt::kExecuteRequest) {
+      reply_aborted(std::move(m));
+    } else {
+      keep.push_back(std::move(m));
+    }
+  }
+  queue_.swap(keep);
+}
+
+void Kernel::publish(std::string_view kind, std::string_view msg_type, const json& content,
+                     const json& parent) {
+  std::vector<zmq::message_t> topic;
+  std::string t = topic_prefix_;
+  t.append(kind);
+  topic.emplace_back(t.data(), t.size());
+  proto::send_frames(sockets_.iopub, session_.build(std::move(topic), msg_type, content, parent,
+                                                    json{{"engine", uuid_}}));
+}
+
+void Kernel::publish_stream(const json& parent, std::string_view name, std::string_view text) {
+  publish(name, mt::kStream, json{{"name", name}, {"text", text}}, parent);
+}
+
+void Kernel::reply(Request& r, json content, const std::string& status,
+                   std::vector<zmq::message_t> buffers) {
+  const proto::Message& m = r.message;
+  proto::ReplyMetadata md;
+  md.started = r.started;
+  md.engine = uuid_;
+  md.status = status;
+  md.is_broadcast = m.metadata.value("is_broadcast", false);
+  md.is_coalescing = m.metadata.value("is_coalescing", false);
+  md.original_msg_id = m.metadata.value("original_msg_id", std::string());
+  if (status == "error") md.engine_info = json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}};
+  std::string type = m.msg_type();
+  type.replace(type.size() - std::string_view("request").size(), std::string_view::npos, "reply");
+  proto::send_frames(sockets_.shell, session_.build(std::move(r.message.identities), type, content,
+                                                    r.parent, json(md), std::move(buffers)));
+}
+
+void Kernel::reply_aborted(proto::Message&& request) {
+  Request r{std::move(request), json(), proto::format_timestamp(proto::now())};
+  r.parent = json(r.message.header);
+  publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
+  reply(r, json{{"status", "aborted"}}, "aborted");
+  publish("status", mt::kStatus, json{{"execution_state", "idle"}}, r.parent);
+}
+
+void Kernel::handle(proto::Message&& message) {
+  const std::string& type = message.msg_type();
+  if (type != mt::kExecuteRequest && type != mt::kApplyRequest) {
+    log_->warn(
+        "ignored a {} on the shell socket: this engine runs execute_request and "
+        "apply_request",
+        type);
+    return;
+  }
+  if (aborted_.erase(message.header.msg_id) > 0) {
+    reply_aborted(std::move(message));
+    return;
+  }
+  Request r{std::move(message), json(), proto::format_timestamp(proto::now())};
+  r.parent = json(r.message.header);
+  publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
+  running_.begin(r.message.header.msg_id);
+  if (r.message.msg_type() == mt::kExecuteRequest) {
+    run_execute(r);
+  } else {
+    run_apply(r);
+  }
+  running_.end();
+  publish("status", mt::kStatus, json{{"execution_state", "idle"}}, r.parent);
+}
+
+Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {
+  if (name == "functions") {
+    args.expect(0, 0);
+    json names = json::array();
+    for (const Function* f : functions_.all())
+      names.push_back(f->name);
+    names.push_back("functions");
+    names.push_back("help");
+    return names;
+  }
+  if (name == "help") {
+    args.expect(0, 1);
+    if (args.size() == 0) {
+      json docs = json::object();
+      for (const Function* f : functions_.all())
+        docs[f->name] = f->doc;
+      return docs;
+    }
+    const std::string which = args.get<std::string>(0);
+    const Function* f = functions_.find(which);
+    if (f == nullptr) throw TaskError("NameError", "unknown function '" + which + "'");
+    return f->doc + " [" + f->origin + "]";
+  }
+  const Function* f = functions_.find(name);
+  if (f == nullptr) {
+    throw TaskError("NameError", "unknown function '" + name +
+                                     "': not a built-in and not in a loaded task library "
+                                     "(functions() lists them)");
+  }
+  try {
+    return f->function(args, ctx);
+  } catch (const TaskError& e) {
+    // Argument errors name the function they concern.
+    const std::string prefix = name + "(): ";
+    if (e.ename() == "TypeError" && std::string_view(e.what()).find("(): ") == std::string::npos) {
+      throw TaskError(e.ename(), prefix + e.what());
+    }
+    throw;
+  }
+}
+
+void Kernel::run_execute(Request& r) {
+  auto content =
+      proto::decode_content<proto::ExecuteRequest>(r.message.content, "execute_request content");
+  if (!content) {
+    reply(r, json(proto::ErrorContent{"error", "ValueError", content.error().reason, {}, json{}}),
+          "error");
+    return;
+  }
+  const bool silent = content->silent;
+  const auto& raw = r.message.content;
+  const bool store_history = raw.contains("store_history") && raw["store_history"].is_boolean()
+                                 ? raw["store_history"].get<bool>()
+                                 : !silent;
+  if (store_history) ++execution_count_;
+  if (!silent) {
+    publish("execute_input", mt::kExecuteInput,
+            json{{"code", content->code}, {"execution_count", execution_count_}}, r.parent);
+  }
+
+  auto fail = [&](const std::string& ename, const std::string& evalue,
+                  std::vector<std::string> traceback) {
+    json error{{"ename", ename},
+               {"evalue", evalue},
+               {"traceback", traceback},
+               {"engine_info",
+                json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}, {"method", "execute"}}}};
+    publish("error", mt::kError, error, r.parent);
+    error["status"] = "error";
+    error["execution_count"] = execution_count_;
+    error["user_expressions"] = json::object();
+    error["payload"] = json::array();
+    reply(r, std::move(error), "error");
+    if (!silent && content->stop_on_error) abort_queued_executes();
+  };
+
+  auto parsed = parse_program(content->code);
+  if (std::holds_alternative<SyntaxError>(parsed)) {
+    const auto& e = std::get<SyntaxError>(parsed);
+    fail("SyntaxError", e.describe(), e.traceback());
+    return;
+  }
+  const auto& program = std::get<std::vector<Statement>>(parsed);
+
+  Context ctx(*this, r.parent);
+  std::optional<Value> result;
+  const Statement* current = nullptr;
+  try {
+    RedirectStandardStreams redirect(ctx.out_buf(), ctx.err_buf());
+    const Caller caller = [&](const std::string& name, const Args& args) {
+      return call(name, args, ctx);
+    };
+    for (const Statement& s : program) {
+      current = &s;
+      result.reset();
+      ctx.check_cancelled();
+      switch (s.kind) {
+        case Statement::Kind::kShell: {
+          ctx.flush();
+          const auto done = run_shell_command(
+              s.shell_command,
+              [&](StreamName stream, std::string_view text) {
+                publish_stream(r.parent, stream == StreamName::kStdout ? "stdout" : "stderr", text);
+              },
+              [this] { return running_.cancelled(); });
+          if (done.cancelled) throw TaskCancelled();
+          if (done.status != 0) {
+            throw TaskError("CalledProcessError", "Command '" + s.shell_command +
+                                                      "' returned non-zero exit status " +
+                                                      std::to_string(done.status) + ".");
+          }
+          break;
+        }
+        case Statement::Kind::kAssign:
+          namespace_.set(s.target, evaluate(*s.expression, namespace_, caller));
+          break;
+        case Statement::Kind::kExpression:
+          result = evaluate(*s.expression, namespace_, caller);
+          break;
+      }
+    }
+    ctx.flush();
+  } catch (const TaskCancelled&) {
+    ctx.flush();
+    reply(r, json{{"status", "aborted"}}, "aborted");
+    return;
+  } catch (...) {
+    ctx.flush();
+    const TaskFailure failure = current_failure();
+    std::vector<std::string> traceback;
+    traceback.push_back("ipcpp engine " + std::to_string(engine_id_) + ", execute:\n");
+    if (current != nullptr) {
+      traceback.push_back("  line " + std::to_string(current->line) + ": " + current->text + "\n");
+    }
+    traceback.push_back(failure.ename + ": " + failure.evalue + "\n");
+    fail(failure.ename, failure.evalue, std::move(traceback));
+    return;
+  }
+  if (result && !(result->json().is_null() && result->arrays().empty())) {
+    publish("execute_result", mt::kExecuteResult,
+            json{{"data", json{{"text/plain", to_text_plain(*result)},
+                               {"application/json", to_application_json(*result)}}},
+                 {"metadata", json::object()},
+                 {"execution_count", execution_count_}},
+            r.parent);
+  }
+  reply(r,
+        json{{"status", "ok"},
+             {"execution_count", execution_count_},
+             {"user_expressions", json::object()},
+             {"payload", json::array()}},
+        "ok");
+}
+
+void Kernel::run_apply(Request& r) {
+  auto fail = [&](const std::string& ename, const std::string& evalue,
+                  std::vector<std::string> traceback) {
+    json error{{"ename", ename},
+               {"evalue", evalue},
+               {"traceback", traceback},
+               {"engine_info",
+                json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}, {"method", "apply"}}}};
+    publish("error", mt::kError, error, r.parent);
+    error["status"] = "error";
+    reply(r, std::move(error), "error");
+  };
+
+  if (r.message.buffers.empty()) {
+    fail("ValueError", "apply_request without a payload: the function travels in its buffers", {});
+    return;
+  }
+  auto decoded = proto::decode_apply(std::move(r.message.buffers));
+  if (!decoded) {
+    const bool pickle = decoded.error().code == proto::Errc::kUnsupported;
+    fail(pickle ? "NotImplementedError" : "ValueError", decoded.error().reason,
+         {"ipcpp engine " + std::to_string(engine_id_) + ", apply:\n",
+          std::string(pickle ? "NotImplementedError: " : "ValueError: ") + decoded.error().reason +
+              "\n"});
+    return;
+  }
+  proto::ApplyCall& call_spec = decoded.value();
+
+  Context ctx(*this, r.parent);
+  std::vector<zmq::message_t> buffers;
+  try {
+    std::vector<Value> positional;
+    positional.reserve(call_spec.args.size());
+    for (std::size_t i = 0; i < call_spec.args.size(); ++i)
+      positional.push_back(call_spec.args[i]);
+    std::vector<std::pair<std::string, Value>> keywords;
+    if (call_spec.kwargs.json().is_object()) {
+      for (const auto& item : call_spec.kwargs.json().items())
+        keywords.emplace_back(item.key(), call_spec.kwargs.at(item.key()));
+    }
+    const Args args(std::move(positional), std::move(keywords));
+    Value result;
+    {
+      RedirectStandardStreams redirect(ctx.out_buf(), ctx.err_buf());
+      result = call(call_spec.function, args, ctx);
+    }
+    ctx.flush();
+    buffers = proto::encode_value(result);
+  } catch (const TaskCancelled&) {
+    ctx.flush();
+    reply(r, json{{"status", "aborted"}}, "aborted");
+    return;
+  } catch (...) {
+    ctx.flush();
+    const TaskFailure failure = current_failure();
+    fail(failure.ename, failure.evalue,
+         {"ipcpp engine " + std::to_string(engine_id_) + ", apply " + call_spec.function + ":\n",
+          failure.ename + ": " + failure.evalue + "\n"});
+    return;
+  }
+  reply(r, json{{"status", "ok"}}, "ok", std::move(buffers));
+}
+
+}  // namespace ipcpp::engine

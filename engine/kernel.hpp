@@ -1,0 +1,101 @@
+// The kernel: the engine's main loop. It owns the shell socket (mux, task and broadcast
+// requests arrive there), the iopub socket and its end of the inproc pipe from the control
+// thread, and runs requests one at a time: execute_request code in the command language, and
+// apply_request calls of registered functions with the ipcpp payload.
+//
+// For each request it publishes status busy, the request's output (stream, execute_result,
+// error), sends the reply with the request's routing prefix, then publishes status idle — the
+// order ipyparallel's client relies on.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include <spdlog/logger.h>
+#include <zmq.hpp>
+
+#include "ipcpp/engine.hpp"
+
+#include "engine/registry.hpp"
+#include "engine/running_task.hpp"
+#include "proto/session.hpp"
+
+namespace ipcpp::engine {
+
+// Commands on the inproc pipe from the control thread to the kernel (first frame), and the
+// kernel's answers.
+namespace kernel_command {
+inline constexpr std::string_view kAbort = "abort";               // then msg_ids
+inline constexpr std::string_view kAbortQueued = "abort-queued";  // queued execute_requests
+inline constexpr std::string_view kClear = "clear";               // then a token
+inline constexpr std::string_view kCleared = "cleared";           // kernel -> control, token
+inline constexpr std::string_view kStop = "stop";
+inline constexpr std::string_view kStopped = "stopped";  // kernel -> control
+}  // namespace kernel_command
+
+struct KernelSockets {
+  zmq::socket_t shell;    // ROUTER, identity = uuid, connected to mux, task, broadcast
+  zmq::socket_t iopub;    // PUB
+  zmq::socket_t control;  // PAIR to the control thread
+};
+
+class Kernel {
+ public:
+  Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_t engine_id,
+         const FunctionRegistry& functions, RunningTask& running,
+         std::shared_ptr<spdlog::logger> log);
+  ~Kernel();
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+
+  // Runs requests until the control thread sends kStop, or the context is shut down.
+  void run();
+
+ private:
+  struct Request;
+  class Context;
+
+  void handle(proto::Message&& request);
+  void run_execute(Request& r);
+  void run_apply(Request& r);
+  Value call(const std::string& name, const Args& args, Context& ctx);
+
+  void reply(Request& r, nlohmann::json content, const std::string& status,
+             std::vector<zmq::message_t> buffers = {});
+  void reply_aborted(proto::Message&& request);
+  void publish(std::string_view kind, std::string_view msg_type, const nlohmann::json& content,
+               const nlohmann::json& parent);
+  void publish_stream(const nlohmann::json& parent, std::string_view name, std::string_view text);
+
+  bool process_commands();  // false once told to stop
+  void receive_queued();    // moves what waits on the shell socket into queue_
+  void abort_queued_executes();
+
+  KernelSockets sockets_;
+  proto::Session session_;
+  std::string uuid_;
+  std::int64_t engine_id_;
+  std::string topic_prefix_;  // "engine.<id>."
+  const FunctionRegistry& functions_;
+  RunningTask& running_;
+  std::shared_ptr<spdlog::logger> log_;
+  Namespace namespace_;
+  std::int64_t execution_count_ = 0;
+  std::deque<proto::Message> queue_;         // received, not yet run
+  std::unordered_set<std::string> aborted_;  // msg_ids to answer as aborted
+  bool stopping_ = false;
+};
+
+// The error a task's exception stands for: ename and evalue ("TypeError", "minus(): ...").
+struct TaskFailure {
+  std::string ename;
+  std::string evalue;
+};
+// Converts the exception being handled (call inside a catch block). TaskCancelled is not
+// handled here.
+TaskFailure current_failure();
+
+}  // namespace ipcpp::engine

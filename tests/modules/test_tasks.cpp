@@ -1,0 +1,31 @@
+// A task library for the engine's end-to-end tests: functions that misbehave on purpose.
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <ipcpp/engine.hpp>
+#include <stdexcept>
+#include <thread>
+
+IPCPP_TASK(abort_process, "abort_process(): crashes the engine (std::abort)") {
+  std::abort();
+}
+
+IPCPP_TASK(ignore_cancel, "ignore_cancel(seconds): sleeps without looking at cancellation") {
+  std::this_thread::sleep_for(std::chrono::duration<double>(args.get<double>(0)));
+  return ipcpp::Value();
+}
+
+IPCPP_TASK(write_std, "write_std(text): writes text to std::cout and std::cerr") {
+  const auto text = args.get<std::string>(0);
+  std::cout << text << std::endl;
+  std::cerr << "err:" << text << std::endl;
+  return ipcpp::Value();
+}
+
+IPCPP_TASK(throw_runtime, "throw_runtime(message): throws std::runtime_error") {
+  throw std::runtime_error(args.get<std::string>(0));
+}
+
+IPCPP_TASK(engine_id, "engine_id(): the engine's id, from its task context") {
+  return ctx.engine_id();
+}
