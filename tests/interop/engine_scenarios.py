@@ -67,6 +67,7 @@ def basics(args):
     out["stderr"] = with_output(dview.execute("!echo oops 1>&2", block=True)).stderr
     dview.execute("x = getpid()", block=True)
     out["pids"] = results(dview.execute("x", block=True))
+    out["broadcast_pids"] = sorted(results(rc.broadcast_view().execute("x", block=True)))
     out["unknown_function"] = remote_error(lambda: dview.execute("nosuch(1, 2)", block=True))
     out["syntax_error"] = remote_error(lambda: rc[rc.ids[0]].execute("x = (", block=True))
     out["failed_command"] = remote_error(lambda: rc[rc.ids[0]].execute("!exit 3", block=True))

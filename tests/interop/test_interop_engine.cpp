@@ -39,6 +39,10 @@ void check_basics(const json& out, bool loaded) {
   REQUIRE(pids.size() == 2);
   CHECK(pids[0].is_number_integer());
   CHECK(pids[0] != pids[1]);
+  // The same through the broadcast scheduler.
+  json sorted = pids;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(out["broadcast_pids"] == sorted);
   CHECK(out["unknown_function"]["ename"] == "NameError");
   CHECK(out["unknown_function"]["evalue"] ==
         "unknown function 'nosuch': not a built-in and not in a loaded task library "

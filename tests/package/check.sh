@@ -9,8 +9,16 @@ trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 flags=()
 if [ -n "$sanitizers" ]; then
-  flags+=("-DCMAKE_CXX_FLAGS=-fsanitize=$sanitizers" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=$sanitizers")
+  flags+=("-DCMAKE_CXX_FLAGS=-fsanitize=$sanitizers" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=$sanitizers"
+         "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=$sanitizers")
 fi
 cmake -S "$source/tests/package" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" "${flags[@]}" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer"
+# The custom engine lists its own task, the built-ins and those of the loaded library.
+listed=$("$work/build/consumer_engine" --profile-dir "$work/profile" \
+  --load "$work/build/libconsumer_tasks.so" --list-functions)
+for f in consumer_hello consumer_twice getpid; do
+  grep -q "^$f	" <<<"$listed" || { echo "check.sh: $f missing from:"; echo "$listed"; exit 1; }
+done
+grep -q "^consumer_hello	.*\[program\]$" <<<"$listed"

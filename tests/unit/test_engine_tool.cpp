@@ -139,6 +139,22 @@ TEST_CASE("ipcpp-engine gives up with a clear message when no controller answers
         std::string::npos);
   CHECK(r.err.find(" within 0.5 s: is it running, and is " + file.string() +
                    " its current connection file (same ports and key)?") != std::string::npos);
+
+  // --log-to-file: the log goes to the profile's log/ directory, the error to stderr as well.
+  const fs::path profile = tmp.path() / "profile_logged";
+  const auto logged = ipcpp::test::run({engine_tool(), "--profile-dir", profile.string(), "--file",
+                                        file.string(), "--timeout", "0.5", "--log-to-file"},
+                                       isolated(tmp));
+  CHECK(logged.exit_code == 1);
+  CHECK(logged.err.find("no answer from the controller") != std::string::npos);
+  std::vector<fs::path> logs;
+  for (const auto& entry : fs::directory_iterator(profile / "log"))
+    logs.push_back(entry.path());
+  REQUIRE(logs.size() == 1);
+  CHECK(logs[0].filename().string().starts_with("ipengine--"));
+  const std::string text = ipcpp::test::read_text(logs[0]);
+  CHECK(text.find("registering with the controller at tcp://127.0.0.1:") != std::string::npos);
+  CHECK(text.find("[critical] no answer from the controller") != std::string::npos);
 }
 
 TEST_CASE("ipcpp-engine with a wrong key is not registered, and says so") {
