@@ -397,40 +397,48 @@ class TaskScheduler {
 
   // Re-examines queued jobs: all of them, or only those waiting on `finished`.
   void schedule_queue(const std::string* finished = nullptr) {
-    std::vector<std::string> ids;
-    if (finished != nullptr) {
-      auto node = graph_.extract(*finished);
-      if (node.empty()) return;
-      std::vector<const Job*> waiting;
-      for (const auto& id : node.mapped()) {
-        if (auto it = jobs_.find(id); it != jobs_.end() && it->second->queued) {
-          waiting.push_back(it->second.get());
-        }
-      }
-      std::sort(waiting.begin(), waiting.end(),
-                [](const Job* a, const Job* b) { return a->seq < b->seq; });
-      for (const Job* job : waiting)
-        ids.push_back(job->msg_id);
-    } else {
-      for (const Job* job : queue_)
-        ids.push_back(job->msg_id);
-    }
-    for (const auto& id : ids) {
-      auto it = jobs_.find(id);  // an earlier job of this pass may have failed this one
-      if (it == jobs_.end() || !it->second->queued) continue;
-      Job& job = *it->second;
+    // Runs `job` if it can. Returns false when no engine can take more work.
+    auto consider = [this](Job& job) {
       if (job.after.unreachable(all_completed_, all_failed_) ||
           job.follow.unreachable(all_completed_, all_failed_)) {
         fail(job, "ImpossibleDependency",
-             "task " + id + " depends on tasks that ended the wrong way");
-        continue;
+             "task " + job.msg_id + " depends on tasks that ended the wrong way");
+        return true;
       }
-      if (!job.after.check(all_completed_, all_failed_)) continue;
-      if (!any_capacity()) {
-        if (finished == nullptr) break;  // nothing more can run until an engine frees up
-        continue;
-      }
+      if (!job.after.check(all_completed_, all_failed_)) return true;
+      if (!any_capacity()) return false;
       try_run(job);
+      return true;
+    };
+    if (finished == nullptr) {
+      // The whole queue, in order, without copying it: handling a job removes at most that
+      // job from the queue (failures release their dependents later, through finished_).
+      // Stops as soon as no engine can take more, so a long queue costs nothing per result.
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        Job& job = **it;
+        ++it;
+        if (!consider(job)) break;
+      }
+      return;
+    }
+    auto node = graph_.extract(*finished);
+    if (node.empty()) return;
+    std::vector<const Job*> waiting;
+    for (const auto& id : node.mapped()) {
+      if (auto it = jobs_.find(id); it != jobs_.end() && it->second->queued) {
+        waiting.push_back(it->second.get());
+      }
+    }
+    std::sort(waiting.begin(), waiting.end(),
+              [](const Job* a, const Job* b) { return a->seq < b->seq; });
+    std::vector<std::string> ids;
+    ids.reserve(waiting.size());
+    for (const Job* job : waiting)
+      ids.push_back(job->msg_id);
+    for (const auto& id : ids) {
+      auto it = jobs_.find(id);  // an earlier job of this pass may have failed this one
+      if (it == jobs_.end() || !it->second->queued) continue;
+      consider(*it->second);
     }
   }
 

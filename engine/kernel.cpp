@@ -250,6 +250,7 @@ void Kernel::handle(proto::Message&& message) {
   r.parent = json(r.message.header);
   publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
   running_.begin(r.message.header.msg_id);
+  log_->debug("running {} {}", r.message.msg_type(), r.message.header.msg_id);
   if (r.message.msg_type() == mt::kExecuteRequest) {
     run_execute(r);
   } else {

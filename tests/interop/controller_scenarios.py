@@ -82,12 +82,27 @@ def spread(args):
         ar.get(timeout=60)
         engines[ar.metadata["engine_id"]] = engines.get(ar.metadata["engine_id"], 0) + 1
     out = {"ids": rc.ids, "per_engine": {str(k): v for k, v in engines.items()}}
-    # hwm: with more slow tasks than engines, no engine has more than hwm outstanding.
-    slow = [lview.apply_async(lambda: __import__("time").sleep(0.4)) for _ in range(3 * len(rc.ids))]
-    time.sleep(0.2)
-    status = rc.queue_status()
+    # hwm: with more blocked tasks than engines, no engine has more than hwm outstanding. The
+    # tasks wait for a file that appears only after the queue status was taken, so the
+    # snapshot does not depend on timing.
+    gate = os.path.join(args.profile_dir, "spread-gate")
+
+    def blocked(path):
+        import os, time
+        while not os.path.exists(path):
+            time.sleep(0.005)
+
+    slow = [lview.apply_async(blocked, gate) for _ in range(3 * len(rc.ids))]
+    deadline = time.monotonic() + 60
+    while True:  # until the hub has seen every one of them
+        status = rc.queue_status()
+        seen = sum(status[i]["tasks"] for i in rc.ids) + status["unassigned"]
+        if seen == len(slow) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     out["max_tasks_per_engine"] = max(status[i]["tasks"] for i in rc.ids)
     out["unassigned_while_busy"] = status["unassigned"]
+    open(gate, "w").close()
     for ar in slow:
         ar.get(timeout=60)
     rc.close()

@@ -18,9 +18,18 @@ from ipyparallel import error
 
 
 def connect(args, n=None):
-    rc = ipp.Client(profile_dir=args.profile_dir, timeout=20)
-    rc.wait_for_engines(n if n is not None else args.engines, timeout=60)
-    return rc
+    """A client that sees n engines. The Python client can miss a registration notification
+    that is published while it connects (it subscribes after asking for the engines); a new
+    client asks again, as a user would."""
+    n = n if n is not None else args.engines
+    for _ in range(5):
+        rc = ipp.Client(profile_dir=args.profile_dir, timeout=20)
+        try:
+            rc.wait_for_engines(n, timeout=12)
+            return rc
+        except TimeoutError:
+            rc.close()
+    raise TimeoutError(f"{n} engines did not register")
 
 
 def remote_error(f):
@@ -84,19 +93,23 @@ def basics(args):
 
 
 def streaming(args):
-    """Output of a running command reaches the client before the command ends."""
+    """Output of a running command reaches the client before the command ends: the command
+    waits for a file that the client creates only once it has seen the first line."""
     rc = connect(args)
     engine = rc[rc.ids[0]]
     out = {}
-    for name, code in [("shell", "!echo first; sleep 2; echo second"),
-                       ("function", 'print("first"); sleep(2); print("second")')]:
+    for name, first in [("shell", "!echo first"), ("function", 'print("first")')]:
+        gate = os.path.join(args.profile_dir, "gate-" + name)
+        code = f"{first}\n!while [ ! -e {gate} ]; do sleep 0.01; done\nprint(\"second\")"
         ar = engine.execute(code, block=False)
         seen_while_running = False
-        while not ar.ready():
-            if "first" in (ar.stdout or "") and not ar.ready():
-                seen_while_running = True
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "first" in (ar.stdout or ""):
+                seen_while_running = not ar.ready()
                 break
             time.sleep(0.01)
+        open(gate, "w").close()
         ar.get(30)
         ar.wait_for_output(30)  # iopub and the reply travel apart
         out[name] = {"seen_while_running": seen_while_running, "stdout": ar.stdout}
@@ -108,8 +121,10 @@ def busy(args):
     rc = connect(args)
     first, second = rc.ids[0], rc.ids[1]
     out = {}
-    ar = rc[first].execute("sleep(20)", block=False)
-    time.sleep(args.wait)  # several heartbeat periods
+    ar = rc[first].execute('print("started"); sleep(20)', block=False)
+    while "started" not in (ar.stdout or ""):
+        time.sleep(0.01)
+    time.sleep(args.wait)  # several heartbeat periods while it sleeps
     out["registered_while_sleeping"] = first in rc.ids
     out["queue_while_sleeping"] = rc.queue_status(targets=[first])[first]["queue"]
     start = time.monotonic()
@@ -119,8 +134,9 @@ def busy(args):
     out["after_abort"] = results(rc[first].execute("echo(7)", block=True))
 
     out["shutdown_pid"] = results(rc[second].execute("getpid()", block=True))[0]
-    ar = rc[second].execute("sleep(20)", block=False)
-    time.sleep(0.5)
+    ar = rc[second].execute('print("started"); sleep(20)', block=False)
+    while "started" not in (ar.stdout or ""):  # it runs: shutdown must interrupt it
+        time.sleep(0.01)
     start = time.monotonic()
     rc.shutdown(targets=[second], block=True)
     out["shutdown_error"] = remote_error(lambda: ar.get(15))

@@ -199,16 +199,18 @@ TEST_CASE("ipcpp-engine stops on SIGTERM and unregisters, and exits when its con
 
 TEST_CASE("ipcpp-engine does not wait for a task that ignores its cancellation") {
   PythonCluster cluster(kOurController);
-  cluster.start_cpp_engines(1, {"--load", kTestTasks});
+  cluster.start_cpp_engines(1, {"--load", kTestTasks, "--log-level", "debug"});
   ProtoClient client(cluster.client_file());
   const std::string uuid = client.wait_for_engines(1, 30s).at(0);
   const std::string running =
-      client.execute(ProtoClient::Queue::kLoadBalanced, uuid, "getpid(); ignore_cancel(60)");
-  // Running: a second request waits behind it.
-  CHECK(ipcpp::test::wait_until(
-      [&] { return cluster.engines()[0].stderr_text().find("registered") != std::string::npos; },
-      10s));
-  std::this_thread::sleep_for(200ms);
+      client.execute(ProtoClient::Queue::kLoadBalanced, uuid, "ignore_cancel(60)");
+  // The engine logs each request it starts.
+  REQUIRE(ipcpp::test::wait_until(
+      [&] {
+        return cluster.engines()[0].stderr_text().find("running execute_request " + running) !=
+               std::string::npos;
+      },
+      30s));
   cluster.engines()[0].signal(SIGTERM);
   // It exits after the grace period (500 ms), not after the 60 s task.
   const auto status = cluster.engines()[0].wait_for(20s);
