@@ -26,6 +26,7 @@
 #include "engine/engine.hpp"
 #include "engine/registry.hpp"
 #include "profiles/profile.hpp"
+#include "profiles/program_options.hpp"
 
 namespace ipcpp {
 namespace {
@@ -54,55 +55,14 @@ struct Options {
   bool list_functions = false;
 };
 
-struct ProfileChoice {
-  std::string profile = "default";
-  std::string profile_dir;
-  std::string ipython_dir;
-};
-
-// The profile options, read before the real parse so that the profile's config file can be
-// given to CLI11. Accepts "--opt value" and "--opt=value".
-ProfileChoice scan_profile(int argc, char** argv) {
-  ProfileChoice choice;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto take = [&](std::string_view name, std::string& out) {
-      if (arg == name && i + 1 < argc) {
-        out = argv[++i];
-        return true;
-      }
-      if (arg.starts_with(name) && arg.size() > name.size() && arg[name.size()] == '=') {
-        out = std::string(arg.substr(name.size() + 1));
-        return true;
-      }
-      return false;
-    };
-    if (take("--profile-dir", choice.profile_dir) || take("--ipython-dir", choice.ipython_dir) ||
-        take("--profile", choice.profile)) {
-      continue;
-    }
-  }
-  return choice;
-}
-
-profiles::Profile selected_profile(const std::string& profile, const std::string& profile_dir,
-                                   const std::string& ipython_dir) {
-  if (!profile_dir.empty()) return profiles::Profile::at(profile_dir);
-  return profiles::Profile::named(profile, profiles::ipython_dir(ipython_dir));
-}
-
 spdlog::level::level_enum parse_level(const std::string& text) {
-  if (text == "0" || text == "trace") return spdlog::level::trace;
-  if (text == "10" || text == "debug" || text == "DEBUG") return spdlog::level::debug;
-  if (text == "20" || text == "info" || text == "INFO") return spdlog::level::info;
-  if (text == "30" || text == "warning" || text == "warn" || text == "WARN" || text == "WARNING") {
-    return spdlog::level::warn;
+  const auto level = ipcpp::profiles::log_level_from_text(text);
+  if (!level) {
+    throw CLI::ValidationError("--log-level", "unknown level '" + text +
+                                                  "': use trace, debug, info, warning, error, "
+                                                  "critical or 10-50");
   }
-  if (text == "40" || text == "error" || text == "ERROR") return spdlog::level::err;
-  if (text == "50" || text == "critical" || text == "CRITICAL") return spdlog::level::critical;
-  throw CLI::ValidationError("--log-level", "unknown level '" + text +
-                                                "': use trace, debug, info, warning, error, "
-                                                "critical or 10-50");
+  return static_cast<spdlog::level::level_enum>(*level);
 }
 
 void build_cli(CLI::App& app, Options& o) {
@@ -225,8 +185,7 @@ int engine_main(int argc, char** argv) {
   build_cli(app, options);
   Engine::block_stop_signals();
   try {
-    const ProfileChoice choice = scan_profile(argc, argv);
-    const auto profile = selected_profile(choice.profile, choice.profile_dir, choice.ipython_dir);
+    const auto profile = ipcpp::profiles::scan_profile_options(argc, argv).resolve();
     app.set_config("--config", profile.config_file("engine").string(),
                    "Config file (default: the profile's ipcpp_engine.toml)");
     app.allow_config_extras(CLI::config_extras_mode::error);
@@ -243,8 +202,11 @@ int engine_main(int argc, char** argv) {
         std::cout << f->name << "\t" << f->doc << "\t[" << f->origin << "]\n";
       return EXIT_SUCCESS;
     }
-    return run(options, selected_profile(options.profile, options.profile_dir, options.ipython_dir),
-               std::move(functions));
+    return run(
+        options,
+        ipcpp::profiles::ProfileChoice{options.profile, options.profile_dir, options.ipython_dir}
+            .resolve(),
+        std::move(functions));
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::cerr << program << ": " << e.what() << " (see " << program << " --help)\n";

@@ -225,6 +225,21 @@ void Kernel::reply(Request& r, json content, const std::string& status,
                                                     r.parent, json(md), std::move(buffers)));
 }
 
+void Kernel::reply_error(Request& r, std::string_view method, const std::string& ename,
+                         const std::string& evalue, std::vector<std::string> traceback,
+                         const json& extra) {
+  json error{
+      {"ename", ename},
+      {"evalue", evalue},
+      {"traceback", std::move(traceback)},
+      {"engine_info", json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}, {"method", method}}}};
+  publish("error", mt::kError, error, r.parent);
+  error["status"] = "error";
+  for (const auto& item : extra.items())
+    error[item.key()] = item.value();
+  reply(r, std::move(error), "error");
+}
+
 void Kernel::reply_aborted(proto::Message&& request) {
   Request r{std::move(request), json(), proto::format_timestamp(proto::now())};
   r.parent = json(r.message.header);
@@ -322,17 +337,10 @@ void Kernel::run_execute(Request& r) {
 
   auto fail = [&](const std::string& ename, const std::string& evalue,
                   std::vector<std::string> traceback) {
-    json error{{"ename", ename},
-               {"evalue", evalue},
-               {"traceback", traceback},
-               {"engine_info",
-                json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}, {"method", "execute"}}}};
-    publish("error", mt::kError, error, r.parent);
-    error["status"] = "error";
-    error["execution_count"] = execution_count_;
-    error["user_expressions"] = json::object();
-    error["payload"] = json::array();
-    reply(r, std::move(error), "error");
+    reply_error(r, "execute", ename, evalue, std::move(traceback),
+                json{{"execution_count", execution_count_},
+                     {"user_expressions", json::object()},
+                     {"payload", json::array()}});
     if (!silent && content->stop_on_error) abort_queued_executes();
   };
 
@@ -417,14 +425,7 @@ void Kernel::run_execute(Request& r) {
 void Kernel::run_apply(Request& r) {
   auto fail = [&](const std::string& ename, const std::string& evalue,
                   std::vector<std::string> traceback) {
-    json error{{"ename", ename},
-               {"evalue", evalue},
-               {"traceback", traceback},
-               {"engine_info",
-                json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}, {"method", "apply"}}}};
-    publish("error", mt::kError, error, r.parent);
-    error["status"] = "error";
-    reply(r, std::move(error), "error");
+    reply_error(r, "apply", ename, evalue, std::move(traceback));
   };
 
   if (r.message.buffers.empty()) {

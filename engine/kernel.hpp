@@ -65,6 +65,11 @@ class Kernel {
 
   void reply(Request& r, nlohmann::json content, const std::string& status,
              std::vector<zmq::message_t> buffers = {});
+  // Publishes an error on iopub and sends it as the reply; `extra` fields join the reply
+  // content (execute replies also carry execution_count, user_expressions and payload).
+  void reply_error(Request& r, std::string_view method, const std::string& ename,
+                   const std::string& evalue, std::vector<std::string> traceback,
+                   const nlohmann::json& extra = nlohmann::json::object());
   void reply_aborted(proto::Message&& request);
   void publish(std::string_view kind, std::string_view msg_type, const nlohmann::json& content,
                const nlohmann::json& parent);

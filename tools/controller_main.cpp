@@ -22,6 +22,7 @@
 #include "controller/controller.hpp"
 #include "controller/schemes.hpp"
 #include "profiles/profile.hpp"
+#include "profiles/program_options.hpp"
 
 namespace {
 
@@ -53,57 +54,14 @@ struct Options {
   bool log_to_file = false;
 };
 
-// The profile options, read before the real parse so that the profile's config file can be
-// given to CLI11. Accepts "--opt value" and "--opt=value".
-struct ProfileChoice {
-  std::string profile = "default";
-  std::string profile_dir;
-  std::string ipython_dir;
-};
-
-ProfileChoice scan_profile(int argc, char** argv) {
-  ProfileChoice choice;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto take = [&](std::string_view name, std::string& out) {
-      if (arg == name && i + 1 < argc) {
-        out = argv[++i];
-        return true;
-      }
-      if (arg.starts_with(name) && arg.size() > name.size() && arg[name.size()] == '=') {
-        out = std::string(arg.substr(name.size() + 1));
-        return true;
-      }
-      return false;
-    };
-    if (take("--profile-dir", choice.profile_dir) || take("--ipython-dir", choice.ipython_dir) ||
-        take("--profile", choice.profile)) {
-      continue;
-    }
-  }
-  return choice;
-}
-
-ipcpp::profiles::Profile selected_profile(const std::string& profile,
-                                          const std::string& profile_dir,
-                                          const std::string& ipython_dir) {
-  if (!profile_dir.empty()) return ipcpp::profiles::Profile::at(profile_dir);
-  return ipcpp::profiles::Profile::named(profile, ipcpp::profiles::ipython_dir(ipython_dir));
-}
-
-// "debug", "warning", ... or ipcontroller's numbers (10 debug ... 50 critical).
 spdlog::level::level_enum parse_level(const std::string& text) {
-  if (text == "0" || text == "trace") return spdlog::level::trace;
-  if (text == "10" || text == "debug" || text == "DEBUG") return spdlog::level::debug;
-  if (text == "20" || text == "info" || text == "INFO") return spdlog::level::info;
-  if (text == "30" || text == "warning" || text == "warn" || text == "WARN" || text == "WARNING") {
-    return spdlog::level::warn;
+  const auto level = ipcpp::profiles::log_level_from_text(text);
+  if (!level) {
+    throw CLI::ValidationError("--log-level", "unknown level '" + text +
+                                                  "': use trace, debug, info, warning, error, "
+                                                  "critical or 10-50");
   }
-  if (text == "40" || text == "error" || text == "ERROR") return spdlog::level::err;
-  if (text == "50" || text == "critical" || text == "CRITICAL") return spdlog::level::critical;
-  throw CLI::ValidationError("--log-level", "unknown level '" + text +
-                                                "': use trace, debug, info, warning, error, "
-                                                "critical or 10-50");
+  return static_cast<spdlog::level::level_enum>(*level);
 }
 
 std::optional<std::pair<int, int>> parse_ports(const std::string& text) {
@@ -232,16 +190,16 @@ int main(int argc, char** argv) {
   // as soon as it runs. Threads started later inherit the mask.
   Controller::block_stop_signals();
   try {
-    const ProfileChoice choice = scan_profile(argc, argv);
-    const auto profile = selected_profile(choice.profile, choice.profile_dir, choice.ipython_dir);
+    const auto profile = ipcpp::profiles::scan_profile_options(argc, argv).resolve();
     app.set_config("--config", profile.config_file("controller").string(),
                    "Config file (default: the profile's ipcpp_controller.toml)");
     app.allow_config_extras(CLI::config_extras_mode::error);
     app.parse(argc, argv);
     parse_level(options.log_level);
     parse_ports(options.ports);
-    return run(options,
-               selected_profile(options.profile, options.profile_dir, options.ipython_dir));
+    return run(options, ipcpp::profiles::ProfileChoice{options.profile, options.profile_dir,
+                                                       options.ipython_dir}
+                            .resolve());
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::cerr << "ipcpp-controller: " << e.what() << " (see ipcpp-controller --help)\n";
