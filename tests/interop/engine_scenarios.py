@@ -8,6 +8,7 @@ tests (tests/interop/test_interop_engine.cpp) start the controller and the engin
 on that object; this script only drives the client and reports.
 """
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -54,6 +55,15 @@ def with_output(ar):
     return ar
 
 
+def wait_for_text(ar, text, timeout=60):
+    """Waits until the running request's stdout contains text."""
+    deadline = time.monotonic() + timeout
+    while text not in (ar.stdout or ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} in the output of {ar.msg_ids}: {ar.stdout!r}")
+        time.sleep(0.01)
+
+
 def report(out):
     # On its own line: the client may have printed something without a newline.
     print("\n" + json.dumps(out))
@@ -61,7 +71,7 @@ def report(out):
 
 def results(ar):
     """application/json of each engine's execute_result (a list, even for one engine)."""
-    replies = ar.get()
+    replies = ar.get(60)
     ar.wait_for_output(30)  # execute_result comes on iopub
     if not isinstance(replies, list):
         replies = [replies]
@@ -122,23 +132,23 @@ def busy(args):
     first, second = rc.ids[0], rc.ids[1]
     out = {}
     ar = rc[first].execute('print("started"); sleep(20)', block=False)
-    while "started" not in (ar.stdout or ""):
-        time.sleep(0.01)
+    wait_for_text(ar, "started")
     time.sleep(args.wait)  # several heartbeat periods while it sleeps
     out["registered_while_sleeping"] = first in rc.ids
     out["queue_while_sleeping"] = rc.queue_status(targets=[first])[first]["queue"]
     start = time.monotonic()
-    rc.abort(ar.msg_ids, targets=[first], block=True)
+    rc.abort(ar.msg_ids, targets=[first], block=False).result(timeout=30)
     out["abort"] = remote_error(lambda: ar.get(15))
     out["abort"]["seconds"] = time.monotonic() - start
     out["after_abort"] = results(rc[first].execute("echo(7)", block=True))
 
     out["shutdown_pid"] = results(rc[second].execute("getpid()", block=True))[0]
     ar = rc[second].execute('print("started"); sleep(20)', block=False)
-    while "started" not in (ar.stdout or ""):  # it runs: shutdown must interrupt it
-        time.sleep(0.01)
+    wait_for_text(ar, "started")  # it runs: shutdown must interrupt it
     start = time.monotonic()
-    rc.shutdown(targets=[second], block=True)
+    # Client.shutdown(targets=[second], block=True), with a bound on the wait for the reply.
+    rc._send_control_request(targets=[second], msg_type="shutdown_request",
+                             content={"restart": False}, block=False).result(timeout=30)
     out["shutdown_error"] = remote_error(lambda: ar.get(15))
     while second in rc.ids and time.monotonic() - start < 15:
         time.sleep(0.01)
@@ -171,6 +181,9 @@ def main():
     parser.add_argument("--load", action="store_true", help="the example tasks are loaded")
     parser.add_argument("--wait", type=float, default=2.0)
     args = parser.parse_args()
+    # A hang shows where it is: every thread's stack on stderr, then exit, before the C++
+    # side's own timeout (180 s) stops the process without a word.
+    faulthandler.dump_traceback_later(150, exit=True)
     {"basics": basics, "streaming": streaming, "busy": busy, "crash": crash}[args.scenario](args)
     sys.stdout.flush()
     os._exit(0)  # do not wait for the client's threads

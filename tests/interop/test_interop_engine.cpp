@@ -103,8 +103,13 @@ TEST_CASE("engine: a sleeping engine stays registered, and abort or shutdown sto
   CHECK(out["queue_while_sleeping"] == 1);
   CHECK(out["abort"]["ename"] == "TaskAborted");
   CHECK(out["after_abort"] == json::array({7}));
-  // The engine answers the task it was running as aborted, then unregisters.
-  CHECK(out["shutdown_error"]["ename"] == "TaskAborted");
+  // The engine answers the task it was running as aborted, then unregisters. The reply (mux
+  // relay) and the unregistration notification (hub) reach the client by two paths, so the
+  // client may hear of the engine's departure first and fail the task itself: either error
+  // says the task ended with the engine.
+  const std::string shutdown_error = out["shutdown_error"]["ename"].get<std::string>();
+  CHECK_MESSAGE((shutdown_error == "TaskAborted" || shutdown_error == "EngineError"),
+                shutdown_error);
   CHECK(out["ids_after_shutdown"] == json::array({0}));
   // The sleep had 18 s to go: both ended far sooner (measured: milliseconds).
   CHECK(out["abort"]["seconds"].get<double>() < 10);
