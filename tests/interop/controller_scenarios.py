@@ -7,6 +7,7 @@ tests (tests/interop/test_interop_controller.cpp) start the controller and the e
 assert on that object; this script only drives the client and reports.
 """
 import argparse
+import faulthandler
 import json
 import os
 import signal
@@ -296,6 +297,8 @@ def main():
     p.add_argument("--shutdown", action="store_true")
     p.add_argument("--controller", default="ipcpp-controller")
     args = p.parse_args()
+    # A hang shows where it is (every thread's stack on stderr) before the C++ side's timeout.
+    faulthandler.dump_traceback_later(170, exit=True)
     scenarios = {
         "basics": basics,
         "spread": spread,
