@@ -18,34 +18,33 @@
 // Every reply is authenticated and decoded, and every echo result checked. Never fails on
 // speed: the exit status is non-zero only when something did not work. --quick divides the
 // counts by 10 (to try the program, not to quote).
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <csignal>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <signal.h>
+#include <spawn.h>
 #include <sstream>
 #include <stdexcept>
+#include <stdlib.h>
 #include <string>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -106,7 +105,9 @@ Percentiles percentiles(std::vector<double> v) {
   return {v[v.size() / 2], v[v.size() * 99 / 100]};
 }
 
-double median(std::vector<double> v) { return percentiles(std::move(v)).median; }
+double median(std::vector<double> v) {
+  return percentiles(std::move(v)).median;
+}
 
 std::string thousands(long n) {
   if (n % 1000 == 0) return cat(n / 1000, "k");
@@ -168,8 +169,7 @@ class Child {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
+    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -366,9 +366,8 @@ class Client {
       }
     }
     if (engines.size() < n) {
-      throw std::runtime_error(
-          cat("only ", engines.size(), " of ", n, " engines registered within ",
-              timeout.count() / 1000, " s"));
+      throw std::runtime_error(cat("only ", engines.size(), " of ", n,
+                                   " engines registered within ", timeout.count() / 1000, " s"));
     }
     std::vector<std::string> uuids;
     for (const auto& [id, uuid] : engines)
@@ -417,8 +416,8 @@ class Client {
   proto::Message reply_to(zmq::socket_t& socket, const std::string& msg_id) {
     auto m = reply(socket);
     if (m.parent_msg_id() != msg_id) {
-      throw std::runtime_error(cat("expected the reply to ", msg_id, ", got one to ",
-                                   m.parent_msg_id()));
+      throw std::runtime_error(
+          cat("expected the reply to ", msg_id, ", got one to ", m.parent_msg_id()));
     }
     return m;
   }
@@ -443,8 +442,8 @@ class Client {
 Value ok_result(proto::Message& m) {
   if (m.content.value("status", "") != "ok") {
     auto e = proto::decode_content<proto::ErrorContent>(m.content, "apply_reply");
-    throw std::runtime_error(cat("apply failed: ", e ? e->ename + ": " + e->evalue
-                                                       : m.content.dump()));
+    throw std::runtime_error(
+        cat("apply failed: ", e ? e->ename + ": " + e->evalue : m.content.dump()));
   }
   auto v = proto::decode_value(std::move(m.buffers));
   if (!v) throw std::runtime_error(cat("bad result: ", v.error().reason));
@@ -521,8 +520,8 @@ class Cluster {
       auto f = proto::read_client_connection_file(path);
       if (f) return std::move(f).value();
       if (Clock::now() > deadline) {
-        throw std::runtime_error(cat("the controller wrote no ", path.string(), " within 15 s: ",
-                                     f.error().reason));
+        throw std::runtime_error(
+            cat("the controller wrote no ", path.string(), " within 15 s: ", f.error().reason));
       }
       std::this_thread::sleep_for(milliseconds(20));
     }
@@ -531,18 +530,18 @@ class Cluster {
   void start_engines(const fs::path& bin, const fs::path& profile, const fs::path& root,
                      int engines, const proto::ClientConnectionFile& file) {
     for (int i = 0; i < engines; ++i) {
-      engines_.push_back(std::make_unique<Child>(
-          cat("ipcpp-engine #", i), bin / "ipcpp-engine",
-          std::vector<std::string>{"--profile-dir", profile.string()},
-          root / cat("engine-", engines, "-", i, ".log")));
+      engines_.push_back(
+          std::make_unique<Child>(cat("ipcpp-engine #", i), bin / "ipcpp-engine",
+                                  std::vector<std::string>{"--profile-dir", profile.string()},
+                                  root / cat("engine-", engines, "-", i, ".log")));
     }
     client_ = std::make_unique<Client>(file);
     std::vector<Child*> watch{controller_.get()};
     for (auto& e : engines_)
       watch.push_back(e.get());
     const auto t0 = Clock::now();
-    uuids_ = client_->wait_for_engines(static_cast<std::size_t>(engines), watch,
-                                       milliseconds(30000));
+    uuids_ =
+        client_->wait_for_engines(static_cast<std::size_t>(engines), watch, milliseconds(30000));
     // The mux relay learns of engines from the hub's notification: wait until each answers.
     for (const auto& uuid : uuids_)
       ping(uuid);
@@ -646,8 +645,8 @@ Floor raw_echo(int round_trips, int throughput_round_trips, int in_flight) {
                    {"follow", json::array()},
                    {"timeout", nullptr},
                    {"retries", 0}};
-  const auto message = session.build({}, mt::kApplyRequest, json::object(), json::object(), md,
-                                     echo_call(1));
+  const auto message =
+      session.build({}, mt::kApplyRequest, json::object(), json::object(), md, echo_call(1));
   auto receive = [&] {
     zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, milliseconds(10000)) == 0 || failed.load()) {
@@ -705,8 +704,7 @@ Percentiles direct_round_trip(Cluster& cluster, int warm_up, int round_trips) {
 // Sends `total` echo(i) requests with at most `per_target` in flight per target and returns
 // requests per second (first send to last reply). Targets are engine uuids (direct, round
 // robin over the engines) or one "" (the task queue).
-double throughput(Client& c, const std::vector<std::string>& targets, int per_target,
-                  int total) {
+double throughput(Client& c, const std::vector<std::string>& targets, int per_target, int total) {
   zmq::socket_t& socket = targets.front().empty() ? c.task() : c.mux();
   struct Pending {
     std::int64_t value;
@@ -768,8 +766,8 @@ PushPull push_pull(Cluster& cluster, int runs) {
     auto pushed = c.reply_to(c.mux(), push_id);
     (void)ok_result(pushed);
     const auto t1 = Clock::now();
-    const std::string pull_id = c.apply(
-        uuid, proto::encode_apply("pull", Value::list(std::vector<Value>{Value("a")})));
+    const std::string pull_id =
+        c.apply(uuid, proto::encode_apply("pull", Value::list(std::vector<Value>{Value("a")})));
     auto pulled = c.reply_to(c.mux(), pull_id);
     const Value v = ok_result(pulled);
     const auto t2 = Clock::now();
@@ -810,8 +808,9 @@ int run(bool quick) {
   const fs::path bin = bin_dir();
   for (const char* exe : {"ipcpp-controller", "ipcpp-engine"}) {
     if (!fs::exists(bin / exe)) {
-      throw std::runtime_error(cat((bin / exe).string(), " is missing: build it with the bench "
-                                                         "preset (cmake --build --preset bench)"));
+      throw std::runtime_error(cat((bin / exe).string(),
+                                   " is missing: build it with the bench "
+                                   "preset (cmake --build --preset bench)"));
     }
   }
   TempDir tmp;
@@ -833,42 +832,42 @@ int run(bool quick) {
   for (int n : {1, 2, 4}) {
     Cluster cluster(bin, tmp.path(), n);
     try {
-    if (n == 1) {
-      // 2. Direct round trip.
-      const Percentiles direct = direct_round_trip(cluster, warm_up, direct_round_trips);
-      table.add(cat("direct (mux) round trip of apply echo(1), 1 engine, ",
-                    thousands(direct_round_trips), " requests after ", thousands(warm_up),
-                    " warm-up"),
-                fmt("median %.0f µs (%.2f× the raw echo), p99 %.0f µs", direct.median,
-                    direct.median / floor.rtt.median, direct.p99));
-    }
-    // 3. Load-balanced throughput.
-    (void)throughput(cluster.client(), task_queue, 100, warm_up);
-    for (int k : {100, 1000}) {
-      const double per_s = throughput(cluster.client(), task_queue, k, tasks);
-      (k == 100 ? balanced[n].first : balanced[n].second) = per_s;
-      table.add(cat("load-balanced apply echo(i), task queue, ", n, " engine", n > 1 ? "s" : "",
-                    ", ", thousands(tasks), " tasks, ", k, " in flight"),
-                fmt("%.0f tasks/s", per_s));
-    }
-    if (n == 1) {
-      // 5. Push + pull of 10^7 doubles.
-      const PushPull pp = push_pull(cluster, pushes);
-      table.add(cat("push(a=10^7 doubles) + pull(\"a\") through the mux, 1 engine, median of ",
-                    pushes),
-                fmt("%.0f ms round trip: %.0f MB/s (160 MB moved); push %.0f ms (%.0f MB/s), "
-                    "pull %.0f ms (%.0f MB/s)",
-                    pp.round_trip_ms, 160e3 / pp.round_trip_ms, pp.push_ms, 80e3 / pp.push_ms,
-                    pp.pull_ms, 80e3 / pp.pull_ms));
-    }
-    if (n == 4) {
-      // 4. Direct throughput, round robin over 4 engines.
-      (void)throughput(cluster.client(), cluster.uuids(), 100, warm_up);
-      const double per_s = throughput(cluster.client(), cluster.uuids(), 100, tasks);
-      table.add(cat("direct apply echo(i), 4 engines round robin, 100 in flight per engine, ",
-                    thousands(tasks), " requests"),
-                fmt("%.0f requests/s", per_s));
-    }
+      if (n == 1) {
+        // 2. Direct round trip.
+        const Percentiles direct = direct_round_trip(cluster, warm_up, direct_round_trips);
+        table.add(
+            cat("direct (mux) round trip of apply echo(1), 1 engine, ",
+                thousands(direct_round_trips), " requests after ", thousands(warm_up), " warm-up"),
+            fmt("median %.0f µs (%.2f× the raw echo), p99 %.0f µs", direct.median,
+                direct.median / floor.rtt.median, direct.p99));
+      }
+      // 3. Load-balanced throughput.
+      (void)throughput(cluster.client(), task_queue, 100, warm_up);
+      for (int k : {100, 1000}) {
+        const double per_s = throughput(cluster.client(), task_queue, k, tasks);
+        (k == 100 ? balanced[n].first : balanced[n].second) = per_s;
+        table.add(cat("load-balanced apply echo(i), task queue, ", n, " engine", n > 1 ? "s" : "",
+                      ", ", thousands(tasks), " tasks, ", k, " in flight"),
+                  fmt("%.0f tasks/s", per_s));
+      }
+      if (n == 1) {
+        // 5. Push + pull of 10^7 doubles.
+        const PushPull pp = push_pull(cluster, pushes);
+        table.add(
+            cat("push(a=10^7 doubles) + pull(\"a\") through the mux, 1 engine, median of ", pushes),
+            fmt("%.0f ms round trip: %.0f MB/s (160 MB moved); push %.0f ms (%.0f MB/s), "
+                "pull %.0f ms (%.0f MB/s)",
+                pp.round_trip_ms, 160e3 / pp.round_trip_ms, pp.push_ms, 80e3 / pp.push_ms,
+                pp.pull_ms, 80e3 / pp.pull_ms));
+      }
+      if (n == 4) {
+        // 4. Direct throughput, round robin over 4 engines.
+        (void)throughput(cluster.client(), cluster.uuids(), 100, warm_up);
+        const double per_s = throughput(cluster.client(), cluster.uuids(), 100, tasks);
+        table.add(cat("direct apply echo(i), 4 engines round robin, 100 in flight per engine, ",
+                      thousands(tasks), " requests"),
+                  fmt("%.0f requests/s", per_s));
+      }
     } catch (...) {
       std::cerr << "engine_bench: the processes' last output:\n" << cluster.logs();
       throw;
