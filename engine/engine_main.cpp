@@ -17,8 +17,6 @@
 
 #include <CLI/CLI.hpp>
 #include <spdlog/fmt/fmt.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "ipcpp/engine.hpp"
@@ -26,7 +24,7 @@
 #include "engine/engine.hpp"
 #include "engine/registry.hpp"
 #include "profiles/profile.hpp"
-#include "profiles/program_options.hpp"
+#include "profiles/program_cli.hpp"
 
 namespace ipcpp {
 namespace {
@@ -40,42 +38,20 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 struct Options {
-  std::string profile = "default";
-  std::string profile_dir;
-  std::string ipython_dir;
-  std::string cluster_id;
+  profiles::CommonOptions common;  // profile, cluster id, logging
   std::string file;
   std::vector<std::string> load;
   double timeout = 5;
   double controller_timeout = 60;
   std::int64_t id = -1;
   std::string location;
-  std::string log_level = "info";
-  bool log_to_file = false;
   bool list_functions = false;
 };
 
-spdlog::level::level_enum parse_level(const std::string& text) {
-  const auto level = ipcpp::profiles::log_level_from_text(text);
-  if (!level) {
-    throw CLI::ValidationError("--log-level", "unknown level '" + text +
-                                                  "': use trace, debug, info, warning, error, "
-                                                  "critical or 10-50");
-  }
-  return static_cast<spdlog::level::level_enum>(*level);
-}
-
 void build_cli(CLI::App& app, Options& o) {
   app.option_defaults()->always_capture_default();
-  app.add_option("--profile", o.profile, "Profile name: the directory profile_NAME")
-      ->type_name("NAME");
-  app.add_option("--profile-dir", o.profile_dir, "The profile directory itself")->type_name("DIR");
-  app.add_option("--ipython-dir", o.ipython_dir,
-                 "Directory holding the profiles (default $IPYTHONDIR, else ~/.ipython)")
-      ->type_name("DIR");
-  app.add_option("--cluster-id", o.cluster_id,
-                 "Cluster id: use the profile's ipcontroller-ID-engine.json")
-      ->type_name("ID");
+  profiles::add_profile_options(app, o.common,
+                                "Cluster id: use the profile's ipcontroller-ID-engine.json");
   app.add_option("--file,-f", o.file,
                  "Engine connection file (a copy of ipcontroller-engine.json); default: the "
                  "profile's")
@@ -99,10 +75,7 @@ void build_cli(CLI::App& app, Options& o) {
   app.add_option("--location", o.location,
                  "Host to reach the controller at when its connection file says ip '*'")
       ->type_name("HOST");
-  app.add_option("--log-level", o.log_level,
-                 "trace, debug, info, warning, error, critical, or 10-50 as ipengine");
-  app.add_flag("--log-to-file", o.log_to_file,
-               "Log to <profile>/log/ipengine-<cluster id>-<pid>.log instead of stderr");
+  profiles::add_log_options(app, o.common, "ipengine");
   app.add_flag("--list-functions", o.list_functions,
                "Print the functions this engine can run (after --load) and exit");
   app.footer(
@@ -129,22 +102,11 @@ bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, spdl
 }
 
 int run(const Options& o, const profiles::Profile& profile, FunctionRegistry functions) {
-  std::shared_ptr<spdlog::logger> log;
-  if (o.log_to_file) {
-    const fs::path file =
-        profile.log_dir() / ("ipengine-" + o.cluster_id + "-" + std::to_string(getpid()) + ".log");
-    log = std::make_shared<spdlog::logger>(
-        "ipcpp-engine", std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string()));
-  } else {
-    log = std::make_shared<spdlog::logger>("ipcpp-engine",
-                                           std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  }
-  log->set_level(parse_level(o.log_level));
-  log->flush_on(spdlog::level::info);
+  const auto log = profiles::make_program_logger("ipcpp-engine", o.common, "ipengine");
 
   const auto timeout = std::chrono::milliseconds(static_cast<long>(o.timeout * 1000));
   const fs::path path =
-      o.file.empty() ? profile.engine_connection_file(o.cluster_id) : fs::path(o.file);
+      o.file.empty() ? profile.engine_connection_file(o.common.cluster_id) : fs::path(o.file);
   if (!wait_for_file(path, timeout, *log)) {
     throw std::runtime_error(fmt::format(
         "no connection file at {} after {:g} s: start the controller first, or give --file with "
@@ -167,7 +129,7 @@ int run(const Options& o, const profiles::Profile& profile, FunctionRegistry fun
   try {
     return engine.run();
   } catch (const std::exception& e) {
-    if (o.log_to_file) log->critical("{}", e.what());  // stderr gets it from engine_main
+    if (o.common.log_to_file) log->critical("{}", e.what());  // stderr gets it from engine_main
     throw;
   }
 }
@@ -185,12 +147,9 @@ int engine_main(int argc, char** argv) {
   build_cli(app, options);
   Engine::block_stop_signals();
   try {
-    const auto profile = ipcpp::profiles::scan_profile_options(argc, argv).resolve();
-    app.set_config("--config", profile.config_file("engine").string(),
-                   "Config file (default: the profile's ipcpp_engine.toml)");
-    app.allow_config_extras(CLI::config_extras_mode::error);
+    profiles::use_profile_config(app, argc, argv, "engine");
     app.parse(argc, argv);
-    parse_level(options.log_level);
+    profiles::log_level_option(options.common.log_level);
 
     FunctionRegistry functions;
     functions.add_builtins();
@@ -202,11 +161,7 @@ int engine_main(int argc, char** argv) {
         std::cout << f->name << "\t" << f->doc << "\t[" << f->origin << "]\n";
       return EXIT_SUCCESS;
     }
-    return run(
-        options,
-        ipcpp::profiles::ProfileChoice{options.profile, options.profile_dir, options.ipython_dir}
-            .resolve(),
-        std::move(functions));
+    return run(options, options.common.profile.resolve(), std::move(functions));
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::cerr << program << ": " << e.what() << " (see " << program << " --help)\n";

@@ -15,14 +15,12 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "controller/controller.hpp"
 #include "controller/schemes.hpp"
 #include "profiles/profile.hpp"
-#include "profiles/program_options.hpp"
+#include "profiles/program_cli.hpp"
 
 namespace {
 
@@ -34,10 +32,7 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 struct Options {
-  std::string profile = "default";
-  std::string profile_dir;
-  std::string ipython_dir;
-  std::string cluster_id;
+  ipcpp::profiles::CommonOptions common;  // profile, cluster id, logging
   std::string ip = "127.0.0.1";
   std::string location;
   std::string ports;
@@ -50,19 +45,7 @@ struct Options {
   int heartbeat_misses = 2;
   double registration_timeout = 0;
   bool reuse = false;
-  std::string log_level = "info";
-  bool log_to_file = false;
 };
-
-spdlog::level::level_enum parse_level(const std::string& text) {
-  const auto level = ipcpp::profiles::log_level_from_text(text);
-  if (!level) {
-    throw CLI::ValidationError("--log-level", "unknown level '" + text +
-                                                  "': use trace, debug, info, warning, error, "
-                                                  "critical or 10-50");
-  }
-  return static_cast<spdlog::level::level_enum>(*level);
-}
 
 std::optional<std::pair<int, int>> parse_ports(const std::string& text) {
   if (text.empty()) return std::nullopt;
@@ -80,15 +63,8 @@ std::optional<std::pair<int, int>> parse_ports(const std::string& text) {
 
 void build_cli(CLI::App& app, Options& o) {
   app.option_defaults()->always_capture_default();
-  app.add_option("--profile", o.profile, "Profile name: the directory profile_NAME")
-      ->type_name("NAME");
-  app.add_option("--profile-dir", o.profile_dir, "The profile directory itself")->type_name("DIR");
-  app.add_option("--ipython-dir", o.ipython_dir,
-                 "Directory holding the profiles (default $IPYTHONDIR, else ~/.ipython)")
-      ->type_name("DIR");
-  app.add_option("--cluster-id", o.cluster_id,
-                 "Cluster id: names the files ipcontroller-ID-client.json / -engine.json")
-      ->type_name("ID");
+  ipcpp::profiles::add_profile_options(
+      app, o.common, "Cluster id: names the files ipcontroller-ID-client.json / -engine.json");
   app.add_option("--ip", o.ip, "Address to listen on (* for every interface)")->type_name("IP");
   app.add_option("--location", o.location,
                  "Host name peers use when --ip is * (default: this host's name)")
@@ -125,10 +101,7 @@ void build_cli(CLI::App& app, Options& o) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--reuse", o.reuse,
                "Reuse the ports and key of existing connection files and keep them at exit");
-  app.add_option("--log-level", o.log_level,
-                 "trace, debug, info, warning, error, critical, or 10-50 as ipcontroller");
-  app.add_flag("--log-to-file", o.log_to_file,
-               "Log to <profile>/log/ipcontroller-<cluster id>-<pid>.log instead of stderr");
+  ipcpp::profiles::add_log_options(app, o.common, "ipcontroller");
   app.footer(
       "Options may also be set in <profile>/ipcpp_controller.toml (ipcpp-profile create writes "
       "it with every option commented); the command line overrides the file. Exit status: 0 "
@@ -136,20 +109,12 @@ void build_cli(CLI::App& app, Options& o) {
 }
 
 int run(const Options& o, const ipcpp::profiles::Profile& profile) {
-  std::shared_ptr<spdlog::logger> log;
-  if (o.log_to_file) {
-    const fs::path file = profile.log_dir() / ("ipcontroller-" + o.cluster_id + "-" +
-                                               std::to_string(getpid()) + ".log");
-    log = spdlog::basic_logger_mt("ipcpp-controller", file.string());
-  } else {
-    log = spdlog::stderr_color_mt("ipcpp-controller");
-  }
-  log->set_level(parse_level(o.log_level));
-  log->flush_on(spdlog::level::info);
+  const auto log =
+      ipcpp::profiles::make_program_logger("ipcpp-controller", o.common, "ipcontroller");
 
   ControllerOptions options;
   options.profile_dir = profile.dir();
-  options.cluster_id = o.cluster_id;
+  options.cluster_id = o.common.cluster_id;
   options.ip = o.ip;
   options.location = o.location;
   options.ports = parse_ports(o.ports);
@@ -190,16 +155,11 @@ int main(int argc, char** argv) {
   // as soon as it runs. Threads started later inherit the mask.
   Controller::block_stop_signals();
   try {
-    const auto profile = ipcpp::profiles::scan_profile_options(argc, argv).resolve();
-    app.set_config("--config", profile.config_file("controller").string(),
-                   "Config file (default: the profile's ipcpp_controller.toml)");
-    app.allow_config_extras(CLI::config_extras_mode::error);
+    ipcpp::profiles::use_profile_config(app, argc, argv, "controller");
     app.parse(argc, argv);
-    parse_level(options.log_level);
+    ipcpp::profiles::log_level_option(options.common.log_level);
     parse_ports(options.ports);
-    return run(options, ipcpp::profiles::ProfileChoice{options.profile, options.profile_dir,
-                                                       options.ipython_dir}
-                            .resolve());
+    return run(options, options.common.profile.resolve());
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
     std::cerr << "ipcpp-controller: " << e.what() << " (see ipcpp-controller --help)\n";
