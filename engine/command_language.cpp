@@ -1211,6 +1211,23 @@ Value evaluate(const Expression& expression, const Namespace& ns, const Caller& 
   throw std::invalid_argument("unknown expression kind");
 }
 
+std::size_t sequence_length(const Value& seq) {
+  if (seq.is_array()) {
+    const Array& a = seq.array();
+    if (a.shape().size() != 1) {
+      throw TaskError("TypeError", "only a 1-D array is a sequence; this one has shape " +
+                                       shape_text(a.shape()));
+    }
+    return a.size();
+  }
+  if (!seq.json().is_array()) throw TaskError("TypeError", kind_of(seq) + " is not a sequence");
+  return seq.json().size();
+}
+
+Value sequence_item(const Value& seq, std::size_t i) {
+  return index_value(seq, Value(static_cast<std::int64_t>(i)));
+}
+
 std::string to_text_plain(const Value& value) {
   std::string out;
   append_text_plain(value.json(), value.arrays(), out);

@@ -113,6 +113,11 @@ using Caller = std::function<Value(const std::string& name, const Args& args)>;
 //             "an integer cannot be indexed"). An array element is a JSON number Value.
 Value evaluate(const Expression& expression, const Namespace& ns, const Caller& call);
 
+// The items of a list or 1-D array, for map(): the count, and item i (< the count; an array
+// element is a JSON number Value). Throw TaskError("TypeError") for anything else.
+std::size_t sequence_length(const Value& seq);
+Value sequence_item(const Value& seq, std::size_t i);
+
 // The text/plain representation of a value for execute_result: compact JSON for documents
 // (strings JSON-quoted, numbers as JSON writes them: 12345, 2.5); a whole array as
 // `array('f8', shape=[3], [1.0, 2.0, 3.0])`, showing at most 10 elements then `, ...`;

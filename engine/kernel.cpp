@@ -283,6 +283,7 @@ Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {
       names.push_back(f->name);
     names.push_back("functions");
     names.push_back("help");
+    names.push_back("map");
     return names;
   }
   if (name == "help") {
@@ -291,13 +292,18 @@ Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {
       json docs = json::object();
       for (const Function* f : functions_.all())
         docs[f->name] = f->doc;
+      docs["map"] = "map(f, seq, ...): [f(seq[0], ...), f(seq[1], ...), ...]";
       return docs;
     }
     const std::string which = args.get<std::string>(0);
+    if (which == "map") {
+      return std::string("map(f, seq, ...): [f(seq[0], ...), f(seq[1], ...), ...] [built-in]");
+    }
     const Function* f = functions_.find(which);
     if (f == nullptr) throw TaskError("NameError", "unknown function '" + which + "'");
     return f->doc + " [" + f->origin + "]";
   }
+  if (name == "map") return call_map(args, ctx);
   const Function* f = functions_.find(name);
   if (f == nullptr) {
     throw TaskError("NameError", "unknown function '" + name +
@@ -314,6 +320,38 @@ Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {
     }
     throw;
   }
+}
+
+// map(f, seq1, seq2, ...): the list of f(seq1[i], seq2[i], ...), keyword arguments passed to
+// every call. The clients' map() sends one of these per engine or per chunk.
+Value Kernel::call_map(const Args& args, Context& ctx) {
+  if (args.size() < 2) {
+    throw TaskError("TypeError", "map(): takes a function name and at least one sequence (" +
+                                     std::to_string(args.size()) + " given)");
+  }
+  const std::string function = args.get<std::string>(0);
+  if (function == "map") throw TaskError("ValueError", "map(): cannot map map");
+  std::size_t n = 0;
+  for (std::size_t s = 1; s < args.size(); ++s) {
+    const std::size_t len = sequence_length(args[s]);
+    if (s == 1) {
+      n = len;
+    } else if (len != n) {
+      throw TaskError("ValueError", "map(): the sequences differ in length: " + std::to_string(n) +
+                                        " and " + std::to_string(len));
+    }
+  }
+  std::vector<Value> results;
+  results.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ctx.check_cancelled();
+    std::vector<Value> items;
+    items.reserve(args.size() - 1);
+    for (std::size_t s = 1; s < args.size(); ++s)
+      items.push_back(sequence_item(args[s], i));
+    results.push_back(call(function, Args(std::move(items), args.keywords()), ctx));
+  }
+  return Value::list(std::move(results));
 }
 
 void Kernel::run_execute(Request& r) {

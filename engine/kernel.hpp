@@ -62,6 +62,7 @@ class Kernel {
   void run_execute(Request& r);
   void run_apply(Request& r);
   Value call(const std::string& name, const Args& args, Context& ctx);
+  Value call_map(const Args& args, Context& ctx);
 
   void reply(Request& r, nlohmann::json content, const std::string& status,
              std::vector<zmq::message_t> buffers = {});

@@ -181,6 +181,77 @@ Value Value::at(const std::string& key) const {
   return sub(json_.at(key));
 }
 
+namespace {
+
+template <class T>
+Json array_element(const Array& a, std::size_t i) {
+  T v{};
+  std::memcpy(&v, a.bytes().data() + i * sizeof(T), sizeof(T));
+  if constexpr (std::is_floating_point_v<T>) {
+    return Json(static_cast<double>(v));
+  } else if constexpr (std::is_signed_v<T>) {
+    return Json(static_cast<std::int64_t>(v));
+  } else {
+    return Json(static_cast<std::uint64_t>(v));
+  }
+}
+
+Json array_element(const Array& a, std::size_t i) {
+  switch (a.dtype()) {
+    case DType::kInt8:
+      return array_element<std::int8_t>(a, i);
+    case DType::kInt16:
+      return array_element<std::int16_t>(a, i);
+    case DType::kInt32:
+      return array_element<std::int32_t>(a, i);
+    case DType::kInt64:
+      return array_element<std::int64_t>(a, i);
+    case DType::kUInt8:
+      return array_element<std::uint8_t>(a, i);
+    case DType::kUInt16:
+      return array_element<std::uint16_t>(a, i);
+    case DType::kUInt32:
+      return array_element<std::uint32_t>(a, i);
+    case DType::kUInt64:
+      return array_element<std::uint64_t>(a, i);
+    case DType::kFloat32:
+      return array_element<float>(a, i);
+    case DType::kFloat64:
+      break;
+  }
+  return array_element<double>(a, i);
+}
+
+// Elements [*next, ...) of `a` as nested lists following shape[dim...].
+Json nested(const Array& a, std::size_t dim, std::size_t& next) {
+  Json out = Json::array();
+  const std::size_t n = a.shape()[dim];
+  for (std::size_t i = 0; i < n; ++i) {
+    if (dim + 1 == a.shape().size()) {
+      out.push_back(array_element(a, next++));
+    } else {
+      out.push_back(nested(a, dim + 1, next));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json Value::to_plain_json() const {
+  Json doc = json_;
+  for_each_reference(doc, [&](Json& ref) {
+    const Array& a = arrays_.at(reference_index(ref, arrays_.size()));
+    std::size_t next = 0;
+    ref = a.shape().empty() ? (a.size() == 1 ? array_element(a, 0) : Json()) : nested(a, 0, next);
+  });
+  return doc;
+}
+
+std::string Value::dump() const {
+  return to_plain_json().dump();
+}
+
 bool operator==(const Value& a, const Value& b) {
   if (a.json_ != b.json_ || a.arrays_.size() != b.arrays_.size()) return false;
   for (std::size_t i = 0; i < a.arrays_.size(); ++i) {

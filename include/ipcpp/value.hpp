@@ -203,6 +203,12 @@ class Value {
     return json_.get<T>();
   }
 
+  // The document with every array written out as (nested) lists of numbers: for printing,
+  // and for small arrays only (a 10^7-element array makes a 10^7-element JSON list).
+  nlohmann::json to_plain_json() const;
+  // to_plain_json().dump(): [6, 4, 2, 0].
+  std::string dump() const;
+
   friend bool operator==(const Value& a, const Value& b);
 
  private:

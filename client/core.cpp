@@ -1,0 +1,676 @@
+#include "client/core.hpp"
+
+#include <array>
+#include <cstring>
+#include <future>
+#include <unistd.h>
+
+#include "profiles/profile.hpp"
+#include "proto/clock.hpp"
+#include "proto/messages.hpp"
+#include "proto/payload.hpp"
+#include "proto/wire.hpp"
+
+namespace ipcpp::detail {
+namespace {
+
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+namespace mt = proto::msg_type;
+
+enum Command : std::uint8_t { kSubmit = 0, kStop = 1 };
+
+std::atomic<std::uint64_t> g_next_serial{1};
+
+std::optional<TimePoint> parse_time(const json& j) {
+  if (!j.is_string()) return std::nullopt;
+  auto t = proto::parse_timestamp(j.get_ref<const std::string&>());
+  if (!t) return std::nullopt;
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(t->time_since_epoch()));
+}
+
+std::string seconds_text(Seconds s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s.count());
+  return buf;
+}
+
+std::filesystem::path connection_file_of(const ClientOptions& o) {
+  if (!o.connection_file.empty()) return std::filesystem::absolute(o.connection_file);
+  const profiles::Profile profile =
+      o.profile_dir.empty()
+          ? profiles::Profile::named(o.profile, profiles::ipython_dir(o.ipython_dir))
+          : profiles::Profile::at(o.profile_dir);
+  return profile.client_connection_file(o.cluster_id);
+}
+
+std::string string_or(const json& j, const char* key, std::string fallback = {}) {
+  if (j.is_object()) {
+    auto it = j.find(key);
+    if (it != j.end() && it->is_string()) return it->get<std::string>();
+  }
+  return fallback;
+}
+
+}  // namespace
+
+// A user thread's way in: its own inproc PUSH and its own Session (same session id, its own
+// msg_id prefix). Used only by the thread that created it, under submit_mu_ (shared).
+struct ClientCore::Submitter {
+  Submitter(zmq::context_t& ctx, const std::string& endpoint, proto::SessionOptions options)
+      : push(ctx, zmq::socket_type::push), session(std::move(options)) {
+    push.set(zmq::sockopt::linger, 0);
+    push.connect(endpoint);
+  }
+  zmq::socket_t push;
+  proto::Session session;
+};
+
+namespace {
+thread_local std::unordered_map<std::uint64_t, std::weak_ptr<void>> t_submitters;
+}  // namespace
+
+std::shared_ptr<ClientCore> ClientCore::connect(const ClientOptions& options) {
+  std::shared_ptr<ClientCore> core(new ClientCore());
+  core->start(options);
+  return core;
+}
+
+void ClientCore::start(const ClientOptions& options) {
+  timeout_ = options.timeout;
+  file_path_ = connection_file_of(options);
+  const auto deadline =
+      SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(options.timeout);
+  std::error_code ec;
+  while (!std::filesystem::exists(file_path_, ec) && SteadyClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!std::filesystem::exists(file_path_, ec)) {
+    throw Error("no connection file " + file_path_.string() + " after " +
+                seconds_text(options.timeout) +
+                " s: start a controller first (ipcpp-cluster start, or ipcpp-controller)");
+  }
+  auto file = proto::read_client_connection_file(file_path_);
+  if (!file) throw Error(file.error().reason);
+  file_ = std::move(file).value();
+  session_id_ = proto::new_session_id();
+  serial_ = g_next_serial++;
+  inproc_endpoint_ = "inproc://ipcpp-client-" + std::to_string(serial_);
+
+  std::promise<void> ready;
+  auto started = ready.get_future();
+  io_ = std::thread([this, &ready] {
+    try {
+      io_loop_start(ready);
+    } catch (...) {
+      // io_loop_start reports set-up errors through the promise; nothing else escapes.
+    }
+  });
+  try {
+    started.get();
+  } catch (...) {
+    io_.join();
+    throw;
+  }
+
+  // Ask for the engines. Notifications keep the table current from here on.
+  json reply;
+  try {
+    reply = query(mt::kConnectionRequest, json::object());
+  } catch (const TimeoutError&) {
+    close();
+    throw Error("no answer from the controller at " + file_.url(file_.registration) + " within " +
+                seconds_text(options.timeout) + " s: is it running, and is " + file_path_.string() +
+                " its current connection file?");
+  }
+  auto content = proto::decode_content<proto::ConnectionReply>(reply, "connection_reply");
+  if (!content) {
+    close();
+    throw Error("the controller's connection_reply is malformed: " + content.error().reason);
+  }
+  std::lock_guard lock(mu);
+  for (const auto& [id, uuid] : content->engines) {
+    try {
+      const std::int64_t n = std::stoll(id);
+      engines_[n] = uuid;
+      engine_ids_[uuid] = n;
+    } catch (const std::exception&) {
+      // An engine id that is not a number: not from a controller we understand; skip it.
+    }
+  }
+}
+
+ClientCore::~ClientCore() {
+  close();
+}
+
+ClientCore::Submitter& ClientCore::submitter() {
+  auto it = t_submitters.find(serial_);
+  if (it != t_submitters.end()) {
+    if (auto s = it->second.lock()) return *static_cast<Submitter*>(s.get());
+  }
+  for (auto i = t_submitters.begin(); i != t_submitters.end();) {
+    i = i->second.expired() ? t_submitters.erase(i) : std::next(i);
+  }
+  const int k = next_submitter_++;
+  proto::SessionOptions o;
+  o.key = file_.key;
+  o.signature_scheme = file_.signature_scheme;
+  o.session_id = session_id_;
+  o.msg_id_prefix = session_id_ + "_" + std::to_string(::getpid()) + "_" + std::to_string(k) + "_";
+  o.digest_history_size = 0;  // it only sends
+  auto s = std::make_shared<Submitter>(ctx_, inproc_endpoint_, std::move(o));
+  {
+    std::lock_guard lock(submitters_list_mu_);
+    submitters_.push_back(s);
+  }
+  t_submitters[serial_] = s;
+  return *s;
+}
+
+std::shared_ptr<RequestState> ClientCore::submit(Channel channel, const std::string& target_uuid,
+                                                 const char* msg_type, const json& content,
+                                                 const json& metadata,
+                                                 std::vector<zmq::message_t> buffers,
+                                                 bool wants_output) {
+  std::shared_lock lock(submit_mu_);
+  if (closed_) throw Error("the client is closed");
+  Submitter& s = submitter();
+
+  proto::Message m;
+  m.header = s.session.make_header(msg_type);
+  m.content = content;
+  m.metadata = metadata;
+  m.buffers = std::move(buffers);
+  if (!target_uuid.empty()) m.identities.emplace_back(target_uuid.data(), target_uuid.size());
+
+  auto state = std::make_shared<RequestState>();
+  state->msg_id = m.header.msg_id;
+  state->msg_type = msg_type;
+  state->target_uuid = target_uuid;
+  state->wants_output = wants_output;
+  state->meta.msg_id = state->msg_id;
+  state->meta.submitted = std::chrono::system_clock::now();
+  {
+    std::lock_guard g(mu);
+    if (io_stopped_) throw Error("the client is closed" + stop_reason_);
+    ++outstanding_;
+  }
+
+  std::vector<zmq::message_t> frames;
+  frames.reserve(m.buffers.size() + 9);
+  const std::array<std::uint8_t, 2> command{kSubmit, static_cast<std::uint8_t>(channel)};
+  frames.emplace_back(command.data(), command.size());
+  auto* holder = new std::shared_ptr<RequestState>(state);
+  frames.emplace_back(&holder, sizeof holder);
+  for (auto& f : s.session.serialize(std::move(m)))
+    frames.push_back(std::move(f));
+  try {
+    proto::send_frames(s.push, std::move(frames));
+  } catch (...) {
+    delete holder;
+    std::lock_guard g(mu);
+    --outstanding_;
+    throw;
+  }
+  return state;
+}
+
+json ClientCore::query(const char* msg_type, const json& content,
+                       std::vector<zmq::message_t>* buffers) {
+  auto state = submit(Channel::kQuery, "", msg_type, content);
+  const auto deadline =
+      SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(timeout_);
+  if (!wait_until(deadline, [&] { return state->replied; })) {
+    throw TimeoutError("the controller did not answer " + std::string(msg_type) + " within " +
+                       seconds_text(timeout_) + " s");
+  }
+  std::lock_guard lock(mu);
+  if (!state->replied) throw Error("the client is closed" + stop_reason_);
+  if (state->failure) throw_failure(*state->failure, state->msg_id, stop_reason_);
+  if (buffers != nullptr) *buffers = std::move(state->reply_buffers);
+  return std::move(state->reply_content);
+}
+
+void ClientCore::control(const char* msg_type, const json& content,
+                         const std::vector<std::string>& uuids) {
+  std::vector<std::shared_ptr<RequestState>> states;
+  states.reserve(uuids.size());
+  for (const auto& uuid : uuids)
+    states.push_back(submit(Channel::kControl, uuid, msg_type, content));
+  const auto deadline =
+      SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(timeout_);
+  const bool all = wait_until(deadline, [&] {
+    for (const auto& s : states) {
+      if (!s->replied) return false;
+    }
+    return true;
+  });
+  std::lock_guard lock(mu);
+  std::vector<RemoteError> errors;
+  for (const auto& s : states) {
+    if (!s->replied) {
+      if (!all) {
+        throw TimeoutError("engine " + s->target_uuid + " did not answer " + std::string(msg_type) +
+                           " within " + seconds_text(timeout_) + " s");
+      }
+      throw Error("the client is closed" + stop_reason_);
+    }
+    // An engine that died or left while asked is not an error of the request.
+    if (s->failure && s->failure->kind == Failure::Kind::kRemote) {
+      errors.push_back(to_remote_error(*s->failure, s->msg_id));
+    }
+  }
+  if (errors.size() == 1) throw errors.front();
+  if (!errors.empty()) throw CompositeError(std::move(errors));
+}
+
+std::vector<std::int64_t> ClientCore::ids() const {
+  std::lock_guard lock(mu);
+  std::vector<std::int64_t> out;
+  out.reserve(engines_.size());
+  for (const auto& [id, uuid] : engines_)
+    out.push_back(id);
+  return out;
+}
+
+std::optional<std::string> ClientCore::uuid_of(std::int64_t id) const {
+  std::lock_guard lock(mu);
+  auto it = engines_.find(id);
+  if (it == engines_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::map<std::int64_t, std::string> ClientCore::engines() const {
+  std::lock_guard lock(mu);
+  return engines_;
+}
+
+std::int64_t ClientCore::engine_id_locked(const std::string& uuid) const {
+  auto it = engine_ids_.find(uuid);
+  if (it != engine_ids_.end()) return it->second;
+  auto gone = departed_.find(uuid);
+  return gone != departed_.end() ? gone->second : -1;
+}
+
+void ClientCore::close() {
+  {
+    std::unique_lock lock(submit_mu_);
+    if (closed_) return;
+    closed_ = true;
+    std::lock_guard list(submitters_list_mu_);
+    for (auto& s : submitters_)
+      s->push.close();
+    submitters_.clear();
+  }
+  if (io_.joinable()) {
+    // A socket of this thread's own, used once, tells the I/O thread to stop.
+    zmq::socket_t stop(ctx_, zmq::socket_type::push);
+    stop.set(zmq::sockopt::linger, 0);
+    stop.connect(inproc_endpoint_);
+    const std::array<std::uint8_t, 2> command{kStop, 0};
+    stop.send(zmq::buffer(command), zmq::send_flags::none);
+    stop.close();
+    io_.join();
+  }
+  ctx_.close();
+}
+
+// ---- The I/O thread --------------------------------------------------------------------------
+
+void ClientCore::io_loop_start(std::promise<void>& ready) {
+  struct Sockets {
+    zmq::socket_t query, notification, mux, task, control, iopub, pull;
+  };
+  std::unique_ptr<Sockets> s;
+  try {
+    s = std::make_unique<Sockets>(Sockets{
+        zmq::socket_t(ctx_, zmq::socket_type::dealer), zmq::socket_t(ctx_, zmq::socket_type::sub),
+        zmq::socket_t(ctx_, zmq::socket_type::dealer),
+        zmq::socket_t(ctx_, zmq::socket_type::dealer),
+        zmq::socket_t(ctx_, zmq::socket_type::dealer), zmq::socket_t(ctx_, zmq::socket_type::sub),
+        zmq::socket_t(ctx_, zmq::socket_type::pull)});
+    for (auto* sock : {&s->query, &s->notification, &s->mux, &s->task, &s->control, &s->iopub}) {
+      sock->set(zmq::sockopt::linger, 0);
+      sock->set(zmq::sockopt::rcvhwm, 0);
+      sock->set(zmq::sockopt::sndhwm, 0);
+    }
+    s->notification.set(zmq::sockopt::subscribe, "");
+    s->iopub.set(zmq::sockopt::subscribe, "");
+    s->pull.set(zmq::sockopt::linger, 0);
+    s->pull.bind(inproc_endpoint_);
+    s->notification.connect(file_.url(file_.notification));
+    s->iopub.connect(file_.url(file_.iopub));
+    s->query.connect(file_.url(file_.registration));
+    s->mux.connect(file_.url(file_.mux));
+    s->task.connect(file_.url(file_.task));
+    s->control.connect(file_.url(file_.control));
+    proto::SessionOptions o;
+    o.key = file_.key;
+    o.signature_scheme = file_.signature_scheme;
+    o.session_id = session_id_;
+    o.msg_id_prefix = session_id_ + "_" + std::to_string(::getpid()) + "_io_";
+    io_session_ = std::make_unique<proto::Session>(std::move(o));
+  } catch (const std::exception& e) {
+    ready.set_exception(std::make_exception_ptr(
+        Error("cannot connect to the controller of " + file_path_.string() + ": " + e.what())));
+    return;
+  }
+  ready.set_value();
+
+  zmq::socket_t* by_channel[] = {&s->query, &s->mux, &s->task, &s->control};
+  zmq::pollitem_t items[] = {
+      {s->pull.handle(), 0, ZMQ_POLLIN, 0},        {s->query.handle(), 0, ZMQ_POLLIN, 0},
+      {s->mux.handle(), 0, ZMQ_POLLIN, 0},         {s->task.handle(), 0, ZMQ_POLLIN, 0},
+      {s->control.handle(), 0, ZMQ_POLLIN, 0},     {s->iopub.handle(), 0, ZMQ_POLLIN, 0},
+      {s->notification.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::socket_t* readers[] = {&s->pull,    &s->query, &s->mux,         &s->task,
+                              &s->control, &s->iopub, &s->notification};
+  constexpr int kBatch = 256;  // messages taken from one socket before looking at the others
+  bool running = true;
+  while (running)
+    try {
+      try {
+        zmq::poll(items, std::size(items), std::chrono::milliseconds(-1));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        throw;
+      }
+      for (std::size_t i = 0; i < std::size(items) && running; ++i) {
+        if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
+        for (int n = 0; n < kBatch; ++n) {
+          auto frames = proto::recv_frames(*readers[i], zmq::recv_flags::dontwait);
+          if (frames.empty()) break;
+          if (i == 0) {
+            if (frames[0].size() >= 1 && frames[0].data<std::uint8_t>()[0] == kStop) {
+              running = false;
+              break;
+            }
+            on_submission(std::move(frames), by_channel);
+          } else if (i <= 4) {
+            on_reply(std::move(frames));
+          } else if (i == 5) {
+            on_iopub(std::move(frames));
+          } else {
+            on_notification(std::move(frames));
+            if (controller_gone_) running = false;
+          }
+        }
+      }
+      cv.notify_all();
+    } catch (const std::exception& e) {
+      // Nothing a peer sends gets here; a socket error does. Stop and say why.
+      std::lock_guard lock(mu);
+      stop_reason_ = std::string(": its I/O thread failed: ") + e.what();
+      running = false;
+    }
+
+  // Stopping: whatever was submitted and not answered fails.
+  for (;;) {
+    auto frames = proto::recv_frames(s->pull, zmq::recv_flags::dontwait);
+    if (frames.empty()) break;
+    if (frames.size() >= 2 && frames[0].data<std::uint8_t>()[0] == kSubmit &&
+        frames[1].size() == sizeof(void*)) {
+      std::shared_ptr<RequestState>* holder = nullptr;
+      std::memcpy(&holder, frames[1].data(), sizeof holder);
+      pending_.emplace((*holder)->msg_id, std::move(*holder));
+      delete holder;
+    }
+  }
+  {
+    std::lock_guard lock(mu);
+    io_stopped_ = true;
+    for (auto& [id, state] : pending_) {
+      if (state->replied) continue;
+      state->failure = Failure{Failure::Kind::kClosed, "", "", {}, -1, {}};
+      state->replied = true;
+      state->meta.outputs_complete = true;
+    }
+    pending_.clear();
+  }
+  cv.notify_all();
+  io_session_.reset();
+  s.reset();
+}
+
+void ClientCore::on_submission(std::vector<zmq::message_t>&& frames, zmq::socket_t* by_channel[]) {
+  if (frames.size() < 3 || frames[1].size() != sizeof(void*)) return;
+  const auto channel = static_cast<Channel>(frames[0].data<std::uint8_t>()[1]);
+  std::shared_ptr<RequestState>* holder = nullptr;
+  std::memcpy(&holder, frames[1].data(), sizeof holder);
+  std::shared_ptr<RequestState> state = std::move(*holder);
+  delete holder;
+
+  if (!state->target_uuid.empty()) {
+    // A request to an engine that has left would be dropped by the controller: fail it here.
+    std::lock_guard lock(mu);
+    if (engine_ids_.count(state->target_uuid) == 0) {
+      const std::int64_t id = engine_id_locked(state->target_uuid);
+      state->failure = Failure{Failure::Kind::kEngine,
+                               "EngineError",
+                               "engine " + (id >= 0 ? std::to_string(id) : state->target_uuid) +
+                                   " is not registered (it stopped or died) : " + state->msg_type +
+                                   " " + state->msg_id + " was not sent",
+                               {},
+                               id,
+                               state->target_uuid};
+      state->replied = true;
+      state->meta.outputs_complete = true;
+      state->meta.status = "error";
+      finish_locked(*state);
+      return;
+    }
+  }
+  pending_.emplace(state->msg_id, state);
+  std::vector<zmq::message_t> out;
+  out.reserve(frames.size() - 2);
+  for (std::size_t i = 2; i < frames.size(); ++i)
+    out.push_back(std::move(frames[i]));
+  proto::send_frames(*by_channel[static_cast<int>(channel)], std::move(out));
+}
+
+void ClientCore::finish_locked(RequestState& state) {
+  if (state.done() && !state.counted_) {
+    state.counted_ = true;
+    if (outstanding_ > 0) --outstanding_;
+  }
+  if (state.replied && state.meta.outputs_complete) pending_.erase(state.msg_id);
+}
+
+void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
+  auto decoded = io_session_->decode(std::move(frames));
+  if (!decoded) {
+    ++dropped_;
+    return;
+  }
+  proto::Message& m = decoded.value();
+  auto it = pending_.find(m.parent_msg_id());
+  if (it == pending_.end()) return;
+  std::shared_ptr<RequestState> state = it->second;
+
+  const std::string status = string_or(m.content, "status", "ok");
+  const bool is_hub_error = m.msg_type() == mt::kHubError;
+  std::optional<Value> value;
+  std::optional<Failure> failure;
+  if (status == "error" || is_hub_error) {
+    Failure f;
+    f.ename = string_or(m.content, "ename", "Error");
+    f.evalue = string_or(m.content, "evalue");
+    if (auto tb = m.content.find("traceback"); tb != m.content.end() && tb->is_array()) {
+      for (const auto& line : *tb) {
+        if (line.is_string()) f.traceback.push_back(line.get<std::string>());
+      }
+    }
+    f.kind = f.ename == "EngineError" ? Failure::Kind::kEngine : Failure::Kind::kRemote;
+    failure = std::move(f);
+  } else if (status == "aborted") {
+    failure = Failure{Failure::Kind::kRemote,
+                      "TaskAborted",
+                      "the request was aborted before it finished",
+                      {},
+                      -1,
+                      {}};
+  } else if (m.msg_type() == mt::kApplyReply) {
+    if (m.buffers.empty()) {
+      value = Value();
+    } else {
+      auto v = proto::decode_value(std::move(m.buffers));
+      if (v) {
+        value = std::move(v).value();
+      } else {
+        failure = Failure{Failure::Kind::kRemote,
+                          "ValueError",
+                          "the engine's result cannot be read: " + v.error().reason,
+                          {},
+                          -1,
+                          {}};
+      }
+    }
+  }
+  const std::string engine_uuid = string_or(m.metadata, "engine");
+
+  std::lock_guard lock(mu);
+  RequestState& s = *state;
+  if (s.replied) return;  // already failed here (its engine left)
+  s.replied = true;
+  s.meta.received = std::chrono::system_clock::now();
+  s.meta.status = failure && failure->ename == "TaskAborted" ? "aborted" : status;
+  if (is_hub_error) s.meta.status = "error";
+  s.meta.started = parse_time(
+      m.metadata.is_object() && m.metadata.contains("started") ? m.metadata["started"] : json());
+  s.meta.completed = parse_time(json(m.header.date));
+  if (!engine_uuid.empty()) {
+    s.meta.engine_uuid = engine_uuid;
+    s.meta.engine_id = engine_id_locked(engine_uuid);
+  } else if (!s.target_uuid.empty()) {
+    s.meta.engine_uuid = s.target_uuid;
+    s.meta.engine_id = engine_id_locked(s.target_uuid);
+  }
+  if (failure) {
+    failure->engine_uuid = s.meta.engine_uuid;
+    failure->engine_id = s.meta.engine_id;
+    if (failure->engine_id < 0 && m.content.is_object()) {
+      const json& info = m.content.contains("engine_info") ? m.content["engine_info"] : json();
+      if (info.is_object() && info.contains("engine_id") && info["engine_id"].is_number_integer()) {
+        failure->engine_id = info["engine_id"].get<std::int64_t>();
+      }
+    }
+  }
+  // No idle status follows a reply that did not come from running the request on an engine.
+  if (engine_uuid.empty() || s.meta.status == "aborted" ||
+      (failure && failure->kind == Failure::Kind::kEngine)) {
+    s.meta.outputs_complete = true;
+  }
+  s.failure = std::move(failure);
+  s.value = std::move(value);
+  if (s.msg_type != mt::kApplyRequest && s.msg_type != mt::kExecuteRequest) {
+    s.reply_content = std::move(m.content);
+    s.reply_buffers = std::move(m.buffers);
+    s.meta.outputs_complete = true;
+  }
+  finish_locked(s);
+}
+
+void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {
+  auto decoded = io_session_->decode(std::move(frames));
+  if (!decoded) {
+    ++dropped_;
+    return;
+  }
+  proto::Message& m = decoded.value();
+  auto it = pending_.find(m.parent_msg_id());
+  if (it == pending_.end()) return;
+  std::shared_ptr<RequestState> state = it->second;
+  const std::string& type = m.msg_type();
+  std::lock_guard lock(mu);
+  RequestState& s = *state;
+  if (type == mt::kStream) {
+    const std::string name = string_or(m.content, "name");
+    const std::string text = string_or(m.content, "text");
+    (name == "stderr" ? s.meta.stderr_text : s.meta.stdout_text) += text;
+  } else if (type == mt::kExecuteResult) {
+    if (m.content.is_object() && m.content.contains("data")) {
+      s.meta.execute_result = std::move(m.content["data"]);
+    }
+  } else if (type == mt::kStatus) {
+    if (string_or(m.content, "execution_state") == "idle") {
+      s.meta.outputs_complete = true;
+      finish_locked(s);
+    }
+  }
+}
+
+void ClientCore::on_notification(std::vector<zmq::message_t>&& frames) {
+  auto decoded = io_session_->decode(std::move(frames));
+  if (!decoded) {
+    ++dropped_;
+    return;
+  }
+  proto::Message& m = decoded.value();
+  const std::string& type = m.msg_type();
+  if (type == mt::kShutdownNotification) {
+    std::lock_guard lock(mu);
+    stop_reason_ = ": the controller shut down";
+    controller_gone_ = true;
+    return;
+  }
+  auto n = proto::decode_content<proto::EngineNotification>(m.content, type);
+  if (!n) {
+    ++dropped_;
+    return;
+  }
+  std::lock_guard lock(mu);
+  if (type == mt::kRegistrationNotification) {
+    engines_[n->id] = n->uuid;
+    engine_ids_[n->uuid] = n->id;
+  } else if (type == mt::kUnregistrationNotification) {
+    engines_.erase(n->id);
+    engine_ids_.erase(n->uuid);
+    departed_[n->uuid] = n->id;
+    fail_engine_locked(n->uuid, n->id);
+  }
+}
+
+void ClientCore::fail_engine_locked(const std::string& uuid, std::int64_t id) {
+  std::vector<std::shared_ptr<RequestState>> touched;
+  for (auto& [msg_id, state] : pending_) {
+    RequestState& s = *state;
+    if (!s.replied && s.target_uuid == uuid) {
+      s.failure =
+          Failure{Failure::Kind::kEngine,
+                  "EngineError",
+                  "Engine " + std::to_string(id) + " died while running task '" + s.msg_id + "'",
+                  {},
+                  id,
+                  uuid};
+      s.replied = true;
+      s.meta.status = "error";
+      s.meta.engine_uuid = uuid;
+      s.meta.engine_id = id;
+      s.meta.outputs_complete = true;
+      touched.push_back(state);
+    } else if (s.replied && s.meta.engine_uuid == uuid && !s.meta.outputs_complete) {
+      s.meta.outputs_complete = true;
+      touched.push_back(state);
+    }
+  }
+  for (auto& s : touched)
+    finish_locked(*s);
+}
+
+void throw_failure(const Failure& f, const std::string& msg_id, const std::string& closed_reason) {
+  if (f.kind == Failure::Kind::kClosed) throw Error("the client is closed" + closed_reason);
+  if (f.kind == Failure::Kind::kEngine) {
+    throw EngineError(f.ename, f.evalue, f.traceback, f.engine_id, f.engine_uuid, msg_id);
+  }
+  throw RemoteError(f.ename, f.evalue, f.traceback, f.engine_id, f.engine_uuid, msg_id);
+}
+
+RemoteError to_remote_error(const Failure& f, const std::string& msg_id) {
+  if (f.kind == Failure::Kind::kEngine) {
+    return EngineError(f.ename, f.evalue, f.traceback, f.engine_id, f.engine_uuid, msg_id);
+  }
+  return RemoteError(f.ename, f.evalue, f.traceback, f.engine_id, f.engine_uuid, msg_id);
+}
+
+}  // namespace ipcpp::detail

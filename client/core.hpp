@@ -1,0 +1,200 @@
+// The inside of a Client: the I/O thread that owns the sockets, the requests it tracks, and
+// the per-thread submitters through which user threads hand it messages.
+//
+// Threads and sockets:
+//  - The I/O thread owns every socket to the controller (registration/query DEALER,
+//    notification SUB, mux / task / control DEALERs, iopub SUB) and one inproc PULL.
+//  - Each user thread that submits gets its own Submitter: an inproc PUSH connected to that
+//    PULL, and a Session that builds and signs the thread's messages (same session id, its own
+//    msg_id prefix). A submission is [command, state pointer, message frames...]: the I/O
+//    thread registers the request under its msg_id and forwards the frames unchanged.
+//  - Replies and outputs are applied to RequestStates under `mu`, and `cv` wakes the waiters.
+//    The engine table is also guarded by `mu`.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "ipcpp/client.hpp"
+
+#include "proto/connection_file.hpp"
+#include "proto/message.hpp"
+#include "proto/session.hpp"
+
+namespace ipcpp::detail {
+
+// Why a request failed, when it did.
+struct Failure {
+  enum class Kind { kRemote, kEngine, kClosed };
+  Kind kind = Kind::kRemote;
+  std::string ename;
+  std::string evalue;
+  std::vector<std::string> traceback;
+  std::int64_t engine_id = -1;
+  std::string engine_uuid;
+};
+
+// One request. The first block is set before submission and not changed after; the rest is
+// written by the I/O thread and read by user threads, both under ClientCore::mu.
+struct RequestState {
+  std::string msg_id;
+  std::string msg_type;       // apply_request, execute_request, a hub query, ...
+  std::string target_uuid;    // a direct or control request's engine; "" otherwise
+  bool wants_output = false;  // done only after the engine's idle status (execute)
+
+  // GUARDED_BY(ClientCore::mu)
+  bool replied = false;
+  ResultMetadata meta;
+  std::optional<Failure> failure;
+  std::optional<Value> value;                 // an apply reply's value
+  nlohmann::json reply_content;               // hub and control replies
+  std::vector<zmq::message_t> reply_buffers;  // hub replies
+  bool counted_ = false;                      // taken off ClientCore's outstanding count
+
+  bool done() const { return replied && (!wants_output || meta.outputs_complete); }
+};
+
+// How the values of a result's requests become one value.
+enum class Combine { kOne, kList, kConcat, kNone };
+
+struct ResultSet {
+  std::shared_ptr<ClientCore> core;
+  std::vector<std::shared_ptr<RequestState>> requests;
+  std::vector<std::string> msg_ids;
+  Combine combine = Combine::kList;
+  bool ordered = true;
+  // For get_result() of a request this client did not send: poll the controller.
+  bool from_hub = false;
+};
+
+class ClientCore : public std::enable_shared_from_this<ClientCore> {
+ public:
+  enum class Channel : std::uint8_t { kQuery, kMux, kTask, kControl };
+
+  // Connects and asks for the engines. Throws Error as Client's constructor says.
+  static std::shared_ptr<ClientCore> connect(const ClientOptions& options);
+  ~ClientCore();
+
+  // Builds, signs and hands a request to the I/O thread. `target_uuid` is the routing
+  // identity of mux and control requests (and the engine a direct request waits on).
+  // Throws Error("the client is closed").
+  std::shared_ptr<RequestState> submit(Channel channel, const std::string& target_uuid,
+                                       const char* msg_type, const nlohmann::json& content,
+                                       const nlohmann::json& metadata = nlohmann::json::object(),
+                                       std::vector<zmq::message_t> buffers = {},
+                                       bool wants_output = false);
+
+  // A hub query: submits and waits for the reply content (and buffers). Throws TimeoutError
+  // when the controller does not answer within the client's timeout, RemoteError for an
+  // error reply.
+  nlohmann::json query(const char* msg_type, const nlohmann::json& content,
+                       std::vector<zmq::message_t>* buffers = nullptr);
+  // Sends one control request to each engine and waits for the replies (client timeout).
+  void control(const char* msg_type, const nlohmann::json& content,
+               const std::vector<std::string>& uuids);
+
+  // Engines, under mu.
+  std::vector<std::int64_t> ids() const;
+  std::optional<std::string> uuid_of(std::int64_t id) const;
+  std::map<std::int64_t, std::string> engines() const;
+
+  // Waits on cv until pred() (called under mu) or the deadline; false on timeout. Returns
+  // true at once when the I/O thread has stopped (callers check closed_ then).
+  template <class Pred>
+  bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline, Pred pred) {
+    std::unique_lock lock(mu);
+    auto full = [&] { return pred() || io_stopped_; };
+    if (!deadline) {
+      cv.wait(lock, full);
+      return true;
+    }
+    return cv.wait_until(lock, *deadline, full);
+  }
+
+  // Number of registered engines (under mu).
+  std::size_t ids_locked_count() const { return engines_.size(); }
+  // True once close() ran or the I/O thread stopped (under mu).
+  bool io_stopped_locked() const { return io_stopped_; }
+  // ": why" the I/O thread stopped, or "" (under mu).
+  const std::string& stop_reason_locked() const { return stop_reason_; }
+  // Number of requests sent and not yet done (under mu).
+  std::size_t outstanding_locked() const { return outstanding_; }
+
+  void close();
+
+  const std::filesystem::path& connection_file() const { return file_path_; }
+  const std::string& session_id() const { return session_id_; }
+  Seconds timeout() const { return timeout_; }
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+
+ private:
+  struct Submitter;
+
+  ClientCore() = default;
+  Submitter& submitter();
+  void start(const ClientOptions& options);
+  void io_loop_start(std::promise<void>& ready);
+  // I/O thread helpers.
+  void on_submission(std::vector<zmq::message_t>&& frames, zmq::socket_t* by_channel[]);
+  void on_reply(std::vector<zmq::message_t>&& frames);
+  void on_iopub(std::vector<zmq::message_t>&& frames);
+  void on_notification(std::vector<zmq::message_t>&& frames);
+  void finish_locked(RequestState& state);
+  void fail_engine_locked(const std::string& uuid, std::int64_t id);
+  std::int64_t engine_id_locked(const std::string& uuid) const;
+
+  // Set at start, then read-only.
+  std::filesystem::path file_path_;
+  proto::ClientConnectionFile file_;
+  std::string session_id_;
+  Seconds timeout_{10};
+  std::uint64_t serial_ = 0;
+  std::string inproc_endpoint_;
+  zmq::context_t ctx_;
+  std::thread io_;
+
+  // Submitters: each used by its own thread under a shared lock; close() takes it exclusively.
+  std::shared_mutex submit_mu_;
+  bool closed_ = false;  // GUARDED_BY(submit_mu_)
+  std::mutex submitters_list_mu_;
+  std::vector<std::shared_ptr<Submitter>> submitters_;  // GUARDED_BY(submitters_list_mu_)
+  std::atomic<int> next_submitter_{0};
+
+  // GUARDED_BY(mu)
+  std::map<std::int64_t, std::string> engines_;
+  std::unordered_map<std::string, std::int64_t> engine_ids_;  // uuid -> id
+  std::unordered_map<std::string, std::int64_t> departed_;    // engines that left: uuid -> id
+  bool io_stopped_ = false;
+  bool controller_gone_ = false;
+  std::size_t outstanding_ = 0;
+  std::string stop_reason_;
+
+  // Owned by the I/O thread.
+  std::unordered_map<std::string, std::shared_ptr<RequestState>> pending_;  // by msg_id
+  std::unique_ptr<proto::Session> io_session_;
+  std::uint64_t dropped_ = 0;  // received messages that failed authentication or decoding
+};
+
+// The failure of a request as a RemoteError (an EngineError sliced to its base: for lists).
+RemoteError to_remote_error(const Failure& f, const std::string& msg_id);
+// Throws the failure as get() does: EngineError, RemoteError, or Error for a closed client.
+[[noreturn]] void throw_failure(const Failure& f, const std::string& msg_id,
+                                const std::string& closed_reason);
+
+}  // namespace ipcpp::detail
