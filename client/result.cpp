@@ -247,6 +247,12 @@ std::vector<ResultMetadata> AsyncResult::metadata() const {
   return out;
 }
 
+ResultMetadata AsyncResult::metadata(std::size_t i) const {
+  const ResultSet& s = checked(set_);
+  std::lock_guard lock(s.core->mu);
+  return s.requests.at(i)->meta;
+}
+
 std::vector<std::string> AsyncResult::stdout_texts() const {
   const ResultSet& s = checked(set_);
   std::lock_guard lock(s.core->mu);

@@ -57,15 +57,14 @@ std::size_t common_length(const std::vector<Value>& seqs) {
   return n;
 }
 
-// A map call on items [begin, end) of every sequence.
-detail::Call map_chunk(std::string_view function, const std::vector<Value>& seqs, std::size_t begin,
-                       std::size_t end) {
-  detail::Call call{kMapBuiltin, {}, {}};
-  call.args.reserve(seqs.size() + 1);
-  call.args.emplace_back(std::string(function));
-  for (const auto& seq : seqs)
-    call.args.push_back(detail::slice(seq, begin, end));
-  return call;
+// A map call on items [begin, end) of every sequence of `call`, with its keyword arguments.
+detail::Call map_chunk(const detail::Call& call, std::size_t begin, std::size_t end) {
+  detail::Call chunk{kMapBuiltin, {}, call.kwargs};
+  chunk.args.reserve(call.args.size() + 1);
+  chunk.args.emplace_back(call.function);
+  for (const auto& seq : call.args)
+    chunk.args.push_back(detail::slice(seq, begin, end));
+  return chunk;
 }
 
 json task_metadata(const ClientCore& core, const TaskOptions& o) {
@@ -154,16 +153,16 @@ AsyncResult DirectView::apply_call(detail::Call call) const {
   return AsyncResult(std::move(set));
 }
 
-AsyncResult DirectView::map_call(std::string_view function, std::vector<Value> seqs) const {
-  const std::size_t n = common_length(seqs);
+AsyncResult DirectView::map_call(detail::Call call) const {
+  const std::size_t n = common_length(call.args);
   const auto uuids = target_uuids(nullptr);
   auto set = new_set(core_, Combine::kConcat);
   const auto pieces = detail::partition(n, uuids.size());
   for (std::size_t p = 0; p < uuids.size(); ++p) {
     if (pieces[p].first == pieces[p].second) continue;  // nothing for this engine
-    add(*set, core_->submit(ClientCore::Channel::kMux, uuids[p], mt::kApplyRequest, json::object(),
-                            json::object(),
-                            encode(map_chunk(function, seqs, pieces[p].first, pieces[p].second))));
+    add(*set,
+        core_->submit(ClientCore::Channel::kMux, uuids[p], mt::kApplyRequest, json::object(),
+                      json::object(), encode(map_chunk(call, pieces[p].first, pieces[p].second))));
   }
   return AsyncResult(std::move(set));
 }
@@ -280,8 +279,8 @@ AsyncResult LoadBalancedView::apply_call(detail::Call call) const {
   return AsyncResult(std::move(set));
 }
 
-AsyncResult LoadBalancedView::map_call(std::string_view function, std::vector<Value> seqs) const {
-  const std::size_t n = common_length(seqs);
+AsyncResult LoadBalancedView::map_call(detail::Call call) const {
+  const std::size_t n = common_length(call.args);
   const std::size_t chunk = std::max<std::size_t>(1, options_.chunksize);
   const json metadata = task_metadata(*live(core_), options_);
   auto set = new_set(core_, Combine::kConcat);
@@ -289,7 +288,7 @@ AsyncResult LoadBalancedView::map_call(std::string_view function, std::vector<Va
   for (std::size_t begin = 0; begin < n; begin += chunk) {
     const std::size_t end = std::min(n, begin + chunk);
     add(*set, core_->submit(ClientCore::Channel::kTask, "", mt::kApplyRequest, json::object(),
-                            metadata, encode(map_chunk(function, seqs, begin, end))));
+                            metadata, encode(map_chunk(call, begin, end))));
   }
   return AsyncResult(std::move(set));
 }

@@ -180,6 +180,8 @@ class AsyncResult {
   const std::vector<std::string>& msg_ids() const;
   // One entry per request, in request order.
   std::vector<ResultMetadata> metadata() const;
+  // Request i's entry (0 for a single request). Throws std::out_of_range.
+  ResultMetadata metadata(std::size_t i) const;
   // The stdout / stderr each request produced so far, in request order.
   std::vector<std::string> stdout_texts() const;
   std::vector<std::string> stderr_texts() const;
@@ -290,19 +292,21 @@ class DirectView {
   // map(function, seq1, seq2, ...): function(seq1[i], seq2[i], ...) for every i. Each
   // sequence (a JSON list, or a std::vector of numbers travelling as an array) is cut into
   // one contiguous piece per engine, like scatter; each engine maps its piece with its
-  // built-in map(). The value is the list of results in order.
-  // Throws std::invalid_argument when the sequences differ in length or are not sequences.
+  // built-in map(). A Kwargs argument gives keyword arguments passed to every call
+  // (map("count_words", paths_as_list, Kwargs{...}) ). The value is the list of results in
+  // order. Throws std::invalid_argument when the sequences differ in length or are not
+  // sequences.
   template <class... S>
   AsyncResult map(std::string_view function, S&&... seqs) const {
-    return finish(map_call(function, {Value(std::forward<S>(seqs))...}));
+    return finish(map_call(detail::make_call(function, std::forward<S>(seqs)...)));
   }
   template <class... S>
   AsyncResult map_async(std::string_view function, S&&... seqs) const {
-    return map_call(function, {Value(std::forward<S>(seqs))...});
+    return map_call(detail::make_call(function, std::forward<S>(seqs)...));
   }
   template <class... S>
   Value map_sync(std::string_view function, S&&... seqs) const {
-    return map_call(function, {Value(std::forward<S>(seqs))...}).get();
+    return map_call(detail::make_call(function, std::forward<S>(seqs)...)).get();
   }
 
   // Runs `code` on each engine (an ipcpp engine's command language, or Python on ipengine).
@@ -355,7 +359,7 @@ class DirectView {
       : core_(std::move(core)), kind_(kind), ids_(std::move(ids)) {}
 
   AsyncResult apply_call(detail::Call call) const;
-  AsyncResult map_call(std::string_view function, std::vector<Value> seqs) const;
+  AsyncResult map_call(detail::Call call) const;
   AsyncResult finish(AsyncResult result) const;
   std::vector<std::string> target_uuids(std::vector<std::int64_t>* ids) const;
 
@@ -415,15 +419,15 @@ class LoadBalancedView {
   // the list of results in order; AsyncResult::for_each yields them as options().ordered says.
   template <class... S>
   AsyncResult map(std::string_view function, S&&... seqs) const {
-    return finish(map_call(function, {Value(std::forward<S>(seqs))...}));
+    return finish(map_call(detail::make_call(function, std::forward<S>(seqs)...)));
   }
   template <class... S>
   AsyncResult map_async(std::string_view function, S&&... seqs) const {
-    return map_call(function, {Value(std::forward<S>(seqs))...});
+    return map_call(detail::make_call(function, std::forward<S>(seqs)...));
   }
   template <class... S>
   Value map_sync(std::string_view function, S&&... seqs) const {
-    return map_call(function, {Value(std::forward<S>(seqs))...}).get();
+    return map_call(detail::make_call(function, std::forward<S>(seqs)...)).get();
   }
 
   // Runs `code` on one engine.
@@ -435,7 +439,7 @@ class LoadBalancedView {
       : core_(std::move(core)), options_(std::move(options)) {}
 
   AsyncResult apply_call(detail::Call call) const;
-  AsyncResult map_call(std::string_view function, std::vector<Value> seqs) const;
+  AsyncResult map_call(detail::Call call) const;
   AsyncResult finish(AsyncResult result) const;
 
   std::shared_ptr<detail::ClientCore> core_;

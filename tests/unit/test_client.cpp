@@ -349,3 +349,22 @@ TEST_CASE("client: closing fails what is still pending, and views then refuse") 
   Client other(c.options());
   other.abort();
 }
+
+TEST_CASE("client: map passes keyword arguments to every call") {
+  Cluster c(2);
+  // Rows 0..3 of a 4x4 picture: the same keywords for every row.
+  const ipcpp::Kwargs keywords{{"max_iter", 5}, {"xmin", -1.0}};
+  const std::vector<int> four(4, 4);
+  const Value rows = c.client->all().map_sync("mandelbrot_row", std::vector<int>{0, 1, 2, 3}, four,
+                                              four, keywords);
+  REQUIRE(rows.size() == 4);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const Value one = c.client->load_balanced_view().apply_sync(
+        "mandelbrot_row", static_cast<int>(i), 4, 4, keywords);
+    CHECK(rows[i] == one);
+  }
+  // Without the keywords the row differs.
+  const Value plain =
+      c.client->all().map_sync("mandelbrot_row", std::vector<int>{0, 1, 2, 3}, four, four);
+  CHECK_FALSE(plain[1] == rows[1]);
+}
