@@ -105,24 +105,51 @@ constexpr std::string_view kClusterTemplate =
 # --profile-dir DIR); options given on the command line override the values set here.
 # Every option is listed below, commented out, with its default value: uncomment a line
 # to change it. Names are the long command-line options without their leading dashes.
+# Each option applies to the subcommands that take it (start, stop, engines, status).
 
-# Number of engines to start; 0: one per CPU core of this machine.
+# Engines to start (start -n, engines -n); 0: one per CPU of this machine.
 # n = 0
 
-# Engine launcher: local, ssh, mpi, slurm, pbs or sge.
+# Engine launcher: only local (engines on this machine) for now.
 # engines = "local"
 
-# Controller launcher: local, ssh, slurm, pbs or sge.
+# Controller launcher: only local for now.
 # controller = "local"
 
-# Hosts for the ssh launcher, as "host1:4,user@host2:8" (host, then engines on it).
-# hosts = ""
+# Seconds between the controller being ready and starting the engines.
+# delay = 0
 
-# Run in the background, detached from the terminal.
+# Leave the cluster running in the background once the engines have registered.
 # daemonize = false
 
-# Seconds between starting the controller and starting the engines.
-# delay = 1.0
+# Seconds to wait for the controller to be ready and for the engines to register.
+# timeout = 60
+
+# Seconds stopping waits after SIGTERM before it sends SIGKILL.
+# stop-timeout = 5
+
+# Engine program: a name (looked up next to ipcpp-cluster, then on PATH) or a path.
+# engine-program = "ipcpp-engine"
+
+# Task libraries (.so) that every engine loads. Default: none. For example:
+#   load = ["/opt/lab/libtasks.so", "/opt/lab/libimages.so"]
+
+# More arguments for every engine, passed verbatim. Default: none. For example:
+#   engine-arg = ["--controller-timeout=120"]
+
+# More arguments for the controller, passed verbatim. Default: none. For example:
+#   controller-arg = ["--ping=500", "--scheme=lru"]
+
+# Cluster id: a non-empty id names ipcontroller-<ID>-*.json and the state file
+# ipcpp-cluster-<ID>.json.
+# cluster-id = ""
+
+# Log level of ipcpp-cluster's own messages: trace, debug, info, warning, error or critical.
+# log-level = "info"
+
+# Write ipcpp-cluster's messages to a file under this profile's log/ directory instead of
+# standard error.
+# log-to-file = false
 )";
 
 constexpr std::string_view kPxTemplate =

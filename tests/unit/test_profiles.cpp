@@ -556,25 +556,35 @@ TEST_CASE("the engine template, uncommented, sets every engine option") {
 
 TEST_CASE("the cluster template, uncommented, sets every cluster option to its default") {
   CLI::App app;
-  int n = -1;
-  std::string engines, controller, hosts = "unset";
-  bool daemonize = true;
-  double delay = 0;
-  app.add_option("-n", n)->check(CLI::NonNegativeNumber);
-  app.add_option("--engines", engines)
-      ->check(CLI::IsMember({"local", "ssh", "mpi", "slurm", "pbs", "sge"}));
-  app.add_option("--controller", controller)
-      ->check(CLI::IsMember({"local", "ssh", "slurm", "pbs", "sge"}));
-  app.add_option("--hosts", hosts);
-  app.add_flag("--daemonize", daemonize);
+  std::size_t n = 99;
+  std::string engines, controller, engine_program, cluster_id = "unset", log_level;
+  bool daemonize = true, log_to_file = true;
+  double delay = -1, timeout = 0, stop_timeout = 0;
+  app.add_option("-n,--n", n);
+  app.add_option("--engines", engines)->check(CLI::IsMember({"local"}));
+  app.add_option("--controller", controller)->check(CLI::IsMember({"local"}));
   app.add_option("--delay", delay)->check(CLI::NonNegativeNumber);
+  app.add_flag("--daemonize", daemonize);
+  app.add_option("--timeout", timeout)->check(CLI::PositiveNumber);
+  app.add_option("--stop-timeout", stop_timeout)->check(CLI::NonNegativeNumber);
+  app.add_option("--engine-program", engine_program);
+  // --load, --engine-arg and --controller-arg have no default (CLI11 2.1 reads no empty list):
+  // the template shows examples only.
+  app.add_option("--cluster-id", cluster_id);
+  app.add_option("--log-level", log_level)->check(CLI::IsMember(kLogLevels));
+  app.add_flag("--log-to-file", log_to_file);
   parse_template(app, "cluster");
   CHECK(n == 0);
   CHECK(engines == "local");
   CHECK(controller == "local");
-  CHECK(hosts.empty());
+  CHECK(delay == 0);
   CHECK_FALSE(daemonize);
-  CHECK(delay == 1.0);
+  CHECK(timeout == 60);
+  CHECK(stop_timeout == 5);
+  CHECK(engine_program == "ipcpp-engine");
+  CHECK(cluster_id.empty());
+  CHECK(log_level == "info");
+  CHECK_FALSE(log_to_file);
 }
 
 TEST_CASE("the px template, uncommented, sets every px option to its default") {
