@@ -9,6 +9,7 @@
 #include "ipcpp/engine.hpp"
 #include "ipcpp/value.hpp"
 
+#include "mandelbrot_kernel.hpp"
 #include "task_args.hpp"
 
 namespace {
@@ -22,29 +23,6 @@ using ipcpp::examples::to_number;
 constexpr const char* kTask = "mandelbrot_row";
 // The widest row mandelbrot_row computes: 2^24 pixels, 64 MiB of int32.
 constexpr std::int64_t kMaxWidth = std::int64_t{1} << 24;
-
-// The number of iterations of z <- z^2 + c, from z = 0, before |z| >= 2; max_iter if it never
-// gets there (the point is taken to be in the set). Throws TaskCancelled from `cancellation`.
-std::int32_t escape_time(double cx, double cy, std::int32_t max_iter,
-                         CancellationCheck& cancellation) {
-  double zx = 0.0;
-  double zy = 0.0;
-  for (std::int32_t i = 0; i < max_iter; ++i) {
-    cancellation.tick();
-    const double next_x = zx * zx - zy * zy + cx;
-    zy = 2.0 * zx * zy + cy;
-    zx = next_x;
-    if (zx * zx + zy * zy >= 4.0) return i;
-  }
-  return max_iter;
-}
-
-// Point `index` of `count` evenly spaced points from low to high, both included (as
-// numpy.linspace(low, high, count)).
-double linspace_at(double low, double high, std::int64_t count, std::int64_t index) {
-  if (count == 1) return low;
-  return low + (high - low) * static_cast<double>(index) / static_cast<double>(count - 1);
-}
 
 }  // namespace
 
@@ -94,13 +72,7 @@ IPCPP_TASK(mandelbrot_row,
   }
 
   CancellationCheck cancellation(ctx);
-  const double cy = linspace_at(ymin, ymax, height, y);
-  const auto limit = static_cast<std::int32_t>(max_iter);
-  std::vector<std::int32_t> counts(static_cast<std::size_t>(width));
-  for (std::int64_t x = 0; x < width; ++x) {
-    counts[static_cast<std::size_t>(x)] =
-        escape_time(linspace_at(xmin, xmax, width, x), cy, limit, cancellation);
-    cancellation.tick();
-  }
-  return counts;
+  return ipcpp::examples::mandelbrot::row(y, width, height, static_cast<std::int32_t>(max_iter),
+                                          {xmin, xmax, ymin, ymax},
+                                          [&cancellation] { cancellation.tick(); });
 }

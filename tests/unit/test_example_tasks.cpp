@@ -18,6 +18,7 @@
 #include "ipcpp/engine.hpp"
 #include "ipcpp/value.hpp"
 
+#include "examples/tasks/mandelbrot_kernel.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -219,6 +220,18 @@ TEST_CASE("example tasks: mandelbrot_row gives width int32 counts, the centre in
   CHECK(task_error([] {
           call("mandelbrot_row", {json(0), json(5), json(5), json(10)}, {{"max_iter", json(3)}});
         }) == "TypeError: mandelbrot_row() got multiple values for argument 'max_iter'");
+}
+
+TEST_CASE("example tasks: mandelbrot_row is the row of the kernel the examples share") {
+  // examples/mandelbrot.cpp checks the engines' rows against mandelbrot_kernel.hpp.
+  for (const std::int64_t y : {0, 7, 15}) {
+    CAPTURE(y);
+    const Value row = call("mandelbrot_row", {json(y), json(40), json(16)},
+                           {{"max_iter", json(300)}, {"xmin", json(-2.5)}});
+    const auto expected =
+        ipcpp::examples::mandelbrot::row(y, 40, 16, 300, {-2.5, 1.0, -1.5, 1.5}, [] {});
+    CHECK(row.array().to_vector<std::int32_t>() == expected);
+  }
 }
 
 TEST_CASE("example tasks: count_words counts lower-cased words") {
