@@ -38,6 +38,30 @@ inline void add_example_options(CLI::App& app, ExampleOptions& o) {
   app.add_option("--timeout", o.timeout, "Seconds to wait for engines and results (default: 60)");
 }
 
+// JSON as Python prints lists and dicts: ", " and ": " between items (not inside strings).
+inline std::string python_style(const nlohmann::json& j) {
+  const std::string compact = j.dump();
+  std::string out;
+  out.reserve(compact.size() + compact.size() / 4);
+  bool in_string = false;
+  for (std::size_t i = 0; i < compact.size(); ++i) {
+    const char c = compact[i];
+    out += c;
+    if (in_string) {
+      if (c == '\\' && i + 1 < compact.size()) {
+        out += compact[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == ',' || c == ':') {
+      out += ' ';
+    }
+  }
+  return out;
+}
+
 // Connects and waits for the engines, saying so on stderr.
 inline ipcpp::Client connect(const ExampleOptions& o) {
   ipcpp::Client rc(o.client());

@@ -24,8 +24,9 @@ int failures = 0;
 void show(const std::string& what, const ipcpp::Value& value, const nlohmann::json& expected) {
   const nlohmann::json got = value.to_plain_json();
   const bool ok = expected.is_null() || got == expected;
-  std::cout << "  " << what << "\n    -> " << got.dump() << (ok ? "" : "   WRONG, expected ")
-            << (ok ? "" : expected.dump()) << "\n";
+  std::cout << "  " << what << "\n    -> " << examples::python_style(got)
+            << (ok ? "" : "   WRONG, expected ") << (ok ? "" : examples::python_style(expected))
+            << "\n";
   if (!ok) ++failures;
 }
 
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   try {
     ipcpp::Client rc = examples::connect(options);
     const auto ids = rc.ids();
-    std::cout << "engines: " << nlohmann::json(ids).dump() << "\n";
+    std::cout << "engines: " << examples::python_style(nlohmann::json(ids)) << "\n";
     const std::size_t n = ids.size();
 
     std::cout << "direct view on one engine, then on all:\n";

@@ -14,6 +14,8 @@ packages=(
   python3 python3-ipyparallel python3-jupyter-client python3-zmq
   # helpers used by tests
   procps
+  # the scaling example's plot (examples/scaling.cpp; optional at run time)
+  gnuplot-nox
 )
 
 if [ "$(id -u)" -ne 0 ]; then
