@@ -490,43 +490,10 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
 
   const std::string status = string_or(m.content, "status", "ok");
   const bool is_hub_error = m.msg_type() == mt::kHubError;
-  std::optional<Value> value;
-  std::optional<Failure> failure;
-  if (status == "error" || is_hub_error) {
-    Failure f;
-    f.ename = string_or(m.content, "ename", "Error");
-    f.evalue = string_or(m.content, "evalue");
-    if (auto tb = m.content.find("traceback"); tb != m.content.end() && tb->is_array()) {
-      for (const auto& line : *tb) {
-        if (line.is_string()) f.traceback.push_back(line.get<std::string>());
-      }
-    }
-    f.kind = f.ename == "EngineError" ? Failure::Kind::kEngine : Failure::Kind::kRemote;
-    failure = std::move(f);
-  } else if (status == "aborted") {
-    failure = Failure{Failure::Kind::kRemote,
-                      "TaskAborted",
-                      "the request was aborted before it finished",
-                      {},
-                      -1,
-                      {}};
-  } else if (m.msg_type() == mt::kApplyReply) {
-    if (m.buffers.empty()) {
-      value = Value();
-    } else {
-      auto v = proto::decode_value(std::move(m.buffers));
-      if (v) {
-        value = std::move(v).value();
-      } else {
-        failure = Failure{Failure::Kind::kRemote,
-                          "ValueError",
-                          "the engine's result cannot be read: " + v.error().reason,
-                          {},
-                          -1,
-                          {}};
-      }
-    }
-  }
+  Outcome outcome =
+      read_outcome(m.content, m.msg_type() == mt::kApplyReply, std::move(m.buffers), is_hub_error);
+  std::optional<Value>& value = outcome.value;
+  std::optional<Failure>& failure = outcome.failure;
   const std::string engine_uuid = string_or(m.metadata, "engine");
 
   std::lock_guard lock(mu);
@@ -656,6 +623,38 @@ void ClientCore::fail_engine_locked(const std::string& uuid, std::int64_t id) {
   }
   for (auto& s : touched)
     finish_locked(*s);
+}
+
+Outcome read_outcome(const json& content, bool is_apply_reply,
+                     std::vector<zmq::message_t>&& buffers, bool is_error) {
+  Outcome out;
+  const std::string status = string_or(content, "status", "ok");
+  if (status == "error" || is_error) {
+    Failure f;
+    f.ename = string_or(content, "ename", "Error");
+    f.evalue = string_or(content, "evalue");
+    if (auto tb = content.find("traceback");
+        content.is_object() && tb != content.end() && tb->is_array()) {
+      for (const auto& line : *tb) {
+        if (line.is_string()) f.traceback.push_back(line.get<std::string>());
+      }
+    }
+    f.kind = f.ename == "EngineError" ? Failure::Kind::kEngine : Failure::Kind::kRemote;
+    out.failure = std::move(f);
+  } else if (status == "aborted") {
+    out.failure = Failure{Failure::Kind::kRemote, "TaskAborted",
+                          "the request was aborted before it finished"};
+  } else if (is_apply_reply) {
+    if (buffers.empty()) {
+      out.value = Value();
+    } else if (auto v = proto::decode_value(std::move(buffers)); v) {
+      out.value = std::move(v).value();
+    } else {
+      out.failure = Failure{Failure::Kind::kRemote, "ValueError",
+                            "the result cannot be read: " + v.error().reason};
+    }
+  }
+  return out;
 }
 
 void throw_failure(const Failure& f, const std::string& msg_id, const std::string& closed_reason) {

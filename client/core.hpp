@@ -191,6 +191,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::uint64_t dropped_ = 0;  // received messages that failed authentication or decoding
 };
 
+// What a reply's content (and, for apply_reply, its buffers) says: the value, or why the
+// request failed (status "error", or `is_error` for a hub_error; "aborted" is TaskAborted).
+struct Outcome {
+  std::optional<Value> value;
+  std::optional<Failure> failure;
+};
+Outcome read_outcome(const nlohmann::json& content, bool is_apply_reply,
+                     std::vector<zmq::message_t>&& buffers, bool is_error);
+
 // The failure of a request as a RemoteError (an EngineError sliced to its base: for lists).
 RemoteError to_remote_error(const Failure& f, const std::string& msg_id);
 // Throws the failure as get() does: EngineError, RemoteError, or Error for a closed client.

@@ -16,46 +16,6 @@ std::size_t row_bytes(const Array& a) {
   return n;
 }
 
-template <class T>
-json element_as_json(const Array& a, std::size_t i) {
-  T v{};
-  std::memcpy(&v, a.bytes().data() + i * sizeof(T), sizeof(T));
-  if constexpr (std::is_floating_point_v<T>) {
-    return json(static_cast<double>(v));
-  } else if constexpr (std::is_signed_v<T>) {
-    return json(static_cast<std::int64_t>(v));
-  } else {
-    return json(static_cast<std::uint64_t>(v));
-  }
-}
-
-// Element i of a 1-D array as a JSON number.
-json element_json(const Array& a, std::size_t i) {
-  switch (a.dtype()) {
-    case DType::kInt8:
-      return element_as_json<std::int8_t>(a, i);
-    case DType::kInt16:
-      return element_as_json<std::int16_t>(a, i);
-    case DType::kInt32:
-      return element_as_json<std::int32_t>(a, i);
-    case DType::kInt64:
-      return element_as_json<std::int64_t>(a, i);
-    case DType::kUInt8:
-      return element_as_json<std::uint8_t>(a, i);
-    case DType::kUInt16:
-      return element_as_json<std::uint16_t>(a, i);
-    case DType::kUInt32:
-      return element_as_json<std::uint32_t>(a, i);
-    case DType::kUInt64:
-      return element_as_json<std::uint64_t>(a, i);
-    case DType::kFloat32:
-      return element_as_json<float>(a, i);
-    case DType::kFloat64:
-      break;
-  }
-  return element_as_json<double>(a, i);
-}
-
 // Appends the items of one piece to `items`.
 void append_items(const Value& piece, std::vector<Value>& items) {
   if (piece.is_array()) {
@@ -63,7 +23,7 @@ void append_items(const Value& piece, std::vector<Value>& items) {
     const std::size_t n = a.shape().empty() ? 0 : a.shape()[0];
     for (std::size_t i = 0; i < n; ++i) {
       if (a.shape().size() == 1) {
-        items.emplace_back(element_json(a, i));
+        items.emplace_back(a.element(i));
       } else {
         // Row i of an n-D array: an (n-1)-D array sharing the bytes.
         const std::size_t row = row_bytes(a);

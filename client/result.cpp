@@ -82,40 +82,11 @@ void poll_hub(const ResultSet& set) {
     const json header = rec.value("result_header", json::object());
     const json metadata = rec.value("result_metadata", json::object());
     const json io = rec.value("io", json::object());
-    std::optional<Value> value;
-    std::optional<Failure> failure;
     const std::string status = content.is_object() ? content.value("status", "ok") : "ok";
-    if (status == "error") {
-      Failure f;
-      f.ename = content.value("ename", "Error");
-      f.evalue = content.value("evalue", "");
-      f.kind = f.ename == "EngineError" ? Failure::Kind::kEngine : Failure::Kind::kRemote;
-      if (content.contains("traceback") && content["traceback"].is_array()) {
-        for (const auto& line : content["traceback"]) {
-          if (line.is_string()) f.traceback.push_back(line.get<std::string>());
-        }
-      }
-      failure = std::move(f);
-    } else if (status == "aborted") {
-      failure = Failure{Failure::Kind::kRemote,
-                        "TaskAborted",
-                        "the request was aborted before it finished",
-                        {},
-                        -1,
-                        {}};
-    } else if (header.value("msg_type", "") == mt::kApplyReply && !buffers.empty()) {
-      auto v = proto::decode_value(std::move(buffers));
-      if (v) {
-        value = std::move(v).value();
-      } else {
-        failure = Failure{Failure::Kind::kRemote,
-                          "ValueError",
-                          "the stored result cannot be read: " + v.error().reason,
-                          {},
-                          -1,
-                          {}};
-      }
-    }
+    detail::Outcome outcome = detail::read_outcome(
+        content, header.value("msg_type", "") == mt::kApplyReply, std::move(buffers), false);
+    std::optional<Value>& value = outcome.value;
+    std::optional<Failure>& failure = outcome.failure;
     std::lock_guard lock(set.core->mu);
     r->msg_type = rec.contains("header") && rec["header"].is_object()
                       ? rec["header"].value("msg_type", r->msg_type)

@@ -939,20 +939,6 @@ T read_element(const Array& a, std::size_t i) {
   return v;
 }
 
-Json element_json(const Array& a, std::size_t i) {
-  return visit_dtype(a.dtype(), [&](auto tag) -> Json {
-    using T = decltype(tag);
-    const T v = read_element<T>(a, i);
-    if constexpr (std::is_floating_point_v<T>) {
-      return Json(static_cast<double>(v));
-    } else if constexpr (std::is_signed_v<T>) {
-      return Json(static_cast<std::int64_t>(v));
-    } else {
-      return Json(static_cast<std::uint64_t>(v));
-    }
-  });
-}
-
 // Element i as Python's repr writes it: 1.0, 0.1 (shortest for its own precision), -3.
 std::string element_text(const Array& a, std::size_t i) {
   return visit_dtype(a.dtype(), [&](auto tag) -> std::string {
@@ -1039,7 +1025,7 @@ void append_text_plain(const Json& j, const std::vector<Array>& arrays, std::str
 
 // The elements of `a` from `*next` on, nested by shape[dim...].
 Json nested_elements(const Array& a, std::size_t dim, std::size_t* next) {
-  if (dim == a.shape().size()) return element_json(a, (*next)++);
+  if (dim == a.shape().size()) return a.element((*next)++);
   Json list = Json::array();
   for (std::size_t i = 0; i < a.shape()[dim]; ++i) {
     list.push_back(nested_elements(a, dim + 1, next));
@@ -1123,7 +1109,7 @@ Value index_value(const Value& container, const Value& key) {
       throw TaskError("TypeError", "only a 1-D array can be indexed; this one has shape " +
                                        shape_text(a.shape()));
     }
-    return Value(element_json(a, resolve_index(key, a.size(), "an array")));
+    return Value(a.element(resolve_index(key, a.size(), "an array")));
   }
   const Json& j = container.json();
   if (j.is_array()) return container[resolve_index(key, j.size(), "a list")];

@@ -238,6 +238,10 @@ Json nested(const Array& a, std::size_t dim, std::size_t& next) {
 
 }  // namespace
 
+nlohmann::json Array::element(std::size_t i) const {
+  return array_element(*this, i);
+}
+
 nlohmann::json Value::to_plain_json() const {
   Json doc = json_;
   for_each_reference(doc, [&](Json& ref) {

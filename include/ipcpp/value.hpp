@@ -126,6 +126,10 @@ class Array {
     }
     return {reinterpret_cast<const T*>(bytes_.data()), size()};
   }
+  // Element i of the flattened array (i < size()) as a JSON number: a double for f4/f8, an
+  // integer otherwise. Reads unaligned bytes safely.
+  nlohmann::json element(std::size_t i) const;
+
   // The elements, copied. Throws std::invalid_argument when T is not the dtype.
   template <class T>
   std::vector<T> to_vector() const {
