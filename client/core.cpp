@@ -469,6 +469,15 @@ void ClientCore::on_submission(std::vector<zmq::message_t>&& frames, zmq::socket
   proto::send_frames(*by_channel[static_cast<int>(channel)], std::move(out));
 }
 
+std::optional<proto::Message> ClientCore::decode(std::vector<zmq::message_t>&& frames) {
+  auto decoded = io_session_->decode(std::move(frames));
+  if (!decoded) {
+    ++dropped_;
+    return std::nullopt;
+  }
+  return std::move(decoded).value();
+}
+
 void ClientCore::finish_locked(RequestState& state) {
   if (state.done() && !state.counted_) {
     state.counted_ = true;
@@ -478,12 +487,9 @@ void ClientCore::finish_locked(RequestState& state) {
 }
 
 void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
-  auto decoded = io_session_->decode(std::move(frames));
-  if (!decoded) {
-    ++dropped_;
-    return;
-  }
-  proto::Message& m = decoded.value();
+  auto decoded = decode(std::move(frames));
+  if (!decoded) return;
+  proto::Message& m = *decoded;
   auto it = pending_.find(m.parent_msg_id());
   if (it == pending_.end()) return;
   std::shared_ptr<RequestState> state = it->second;
@@ -539,12 +545,9 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
 }
 
 void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {
-  auto decoded = io_session_->decode(std::move(frames));
-  if (!decoded) {
-    ++dropped_;
-    return;
-  }
-  proto::Message& m = decoded.value();
+  auto decoded = decode(std::move(frames));
+  if (!decoded) return;
+  proto::Message& m = *decoded;
   auto it = pending_.find(m.parent_msg_id());
   if (it == pending_.end()) return;
   std::shared_ptr<RequestState> state = it->second;
@@ -568,12 +571,9 @@ void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {
 }
 
 void ClientCore::on_notification(std::vector<zmq::message_t>&& frames) {
-  auto decoded = io_session_->decode(std::move(frames));
-  if (!decoded) {
-    ++dropped_;
-    return;
-  }
-  proto::Message& m = decoded.value();
+  auto decoded = decode(std::move(frames));
+  if (!decoded) return;
+  proto::Message& m = *decoded;
   const std::string& type = m.msg_type();
   if (type == mt::kShutdownNotification) {
     std::lock_guard lock(mu);

@@ -155,6 +155,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void on_reply(std::vector<zmq::message_t>&& frames);
   void on_iopub(std::vector<zmq::message_t>&& frames);
   void on_notification(std::vector<zmq::message_t>&& frames);
+  // Authenticates and parses a received message; counts it in dropped_ and gives nullopt
+  // when it is not well signed and well formed.
+  std::optional<proto::Message> decode(std::vector<zmq::message_t>&& frames);
   void finish_locked(RequestState& state);
   void fail_engine_locked(const std::string& uuid, std::int64_t id);
   std::int64_t engine_id_locked(const std::string& uuid) const;

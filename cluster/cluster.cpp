@@ -473,8 +473,7 @@ WatchEnd LocalCluster::watch() {
   }
 }
 
-std::string LocalCluster::add_engines(const EngineOptions& options) {
-  std::vector<std::string> command;
+std::optional<ClusterState> LocalCluster::recorded_state() const {
   std::optional<ClusterState> state;
   try {
     state = read_state(state_file_);
@@ -486,6 +485,12 @@ std::string LocalCluster::add_engines(const EngineOptions& options) {
                        fmt::format("no cluster is running in {} (no {})",
                                    options_.profile_dir.string(), state_file_.string()));
   }
+  return state;
+}
+
+std::string LocalCluster::add_engines(const EngineOptions& options) {
+  std::vector<std::string> command;
+  std::optional<ClusterState> state = recorded_state();
   const std::string controller_program =
       state->controller.command.empty() ? std::string() : state->controller.command.front();
   if (!runs_program(static_cast<pid_t>(state->controller.pid), controller_program)) {
@@ -558,17 +563,7 @@ std::string LocalCluster::add_engines(const EngineOptions& options) {
 }
 
 StopReport LocalCluster::stop() {
-  std::optional<ClusterState> state;
-  try {
-    state = read_state(state_file_);
-  } catch (const std::exception& e) {
-    throw ClusterError(kExitFailure, e.what());
-  }
-  if (!state) {
-    throw ClusterError(kExitNoClusterFile,
-                       fmt::format("no cluster is running in {} (no {})",
-                                   options_.profile_dir.string(), state_file_.string()));
-  }
+  std::optional<ClusterState> state = recorded_state();
 
   // What runs now, to tell "stopped" from "was not running" when a watcher stops them.
   std::set<pid_t> running;

@@ -241,6 +241,9 @@ class LocalCluster {
   StatusReport status(Seconds timeout = Seconds(5));
 
  private:
+  // The state file's cluster. Throws ClusterError: kExitNoClusterFile when there is none,
+  // kExitFailure when it cannot be read.
+  std::optional<ClusterState> recorded_state() const;
   void say(const std::string& message) const;
   void debug(const std::string& message) const;
   bool interrupted() const;
