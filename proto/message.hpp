@@ -33,6 +33,12 @@ struct Message {
   nlohmann::json metadata = nlohmann::json::object();
   nlohmann::json content = nlohmann::json::object();
   std::vector<zmq::message_t> buffers;
+  // A received message's header frame as it came (the parent of what answers it, sent on
+  // without writing it again). Empty for a message built here.
+  zmq::message_t raw_header;
+  // When not empty, serialize() sends this as the parent header frame instead of writing
+  // parent_header.
+  zmq::message_t raw_parent_header;
 
   const std::string& msg_type() const { return header.msg_type; }
   // parent_header.msg_id, or "" when there is no parent.

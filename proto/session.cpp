@@ -23,6 +23,46 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// Appends `text` as a JSON string. Returns false (appending nothing useful) when it has bytes
+// above 0x7f: those go through nlohmann, which checks the UTF-8.
+bool append_ascii_json_string(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) return false;
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xf]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return true;
+}
+
+// The header as compact JSON, written directly (it is built for every message sent).
+std::string header_text(const Header& h) {
+  std::string out;
+  out.reserve(64 + h.msg_id.size() + h.msg_type.size() + h.username.size() + h.session.size() +
+              h.date.size() + h.version.size());
+  const std::pair<const char*, const std::string*> fields[] = {
+      {"{\"date\":", &h.date},         {",\"msg_id\":", &h.msg_id},
+      {",\"msg_type\":", &h.msg_type}, {",\"session\":", &h.session},
+      {",\"username\":", &h.username}, {",\"version\":", &h.version}};
+  for (const auto& [key, value] : fields) {
+    out.append(key);
+    if (!append_ascii_json_string(out, *value)) return dump(json(h));
+  }
+  out.push_back('}');
+  return out;
+}
+
 // nlohmann's what() starts with "[json.exception.parse_error.101] "; keep the readable part.
 std::string readable(const json::exception& e) {
   std::string_view what = e.what();
@@ -123,8 +163,13 @@ void Session::sign(WireMessage& wire) {
 std::vector<zmq::message_t> Session::serialize(Message&& m) {
   WireMessage wire;
   wire.identities = std::move(m.identities);
-  wire.header = frame_of(dump(json(m.header)));
-  wire.parent_header = frame_of(dump(m.parent_header.is_null() ? json::object() : m.parent_header));
+  wire.header = frame_of(header_text(m.header));
+  if (m.raw_parent_header.size() > 0) {
+    wire.parent_header.copy(m.raw_parent_header);  // shared, not copied
+  } else {
+    wire.parent_header =
+        frame_of(dump(m.parent_header.is_null() ? json::object() : m.parent_header));
+  }
   wire.metadata = frame_of(dump(m.metadata.is_null() ? json::object() : m.metadata));
   wire.content = frame_of(dump(m.content.is_null() ? json::object() : m.content));
   wire.buffers = std::move(m.buffers);
@@ -146,15 +191,32 @@ std::vector<zmq::message_t> Session::build(std::vector<zmq::message_t> identitie
   return serialize(std::move(m));
 }
 
+std::vector<zmq::message_t> Session::build(std::vector<zmq::message_t> identities,
+                                           std::string_view msg_type, const json& content,
+                                           zmq::message_t& parent_frame, const json& metadata,
+                                           std::vector<zmq::message_t> buffers) {
+  Message m;
+  m.identities = std::move(identities);
+  m.header = make_header(msg_type);
+  m.raw_parent_header.copy(parent_frame);
+  m.metadata = metadata;
+  m.content = content;
+  m.buffers = std::move(buffers);
+  return serialize(std::move(m));
+}
+
 bool Session::remember(std::string_view signature) {
   if (history_size_ == 0 || signature.empty()) return true;
-  auto [it, inserted] = seen_.emplace(signature);
-  if (!inserted) return false;
-  seen_order_.push_back(*it);
-  while (seen_order_.size() > history_size_) {
-    seen_.erase(seen_order_.front());
-    seen_order_.pop_front();
+  if (seen_.contains(signature)) return false;
+  if (seen_ring_.empty()) {
+    seen_ring_.resize(history_size_);
+    seen_.reserve(history_size_);
   }
+  std::string& slot = seen_ring_[seen_next_];
+  if (!slot.empty()) seen_.erase(std::string_view(slot));
+  slot.assign(signature);
+  seen_.insert(std::string_view(slot));
+  seen_next_ = (seen_next_ + 1) % history_size_;
   return true;
 }
 
@@ -191,6 +253,7 @@ Result<Message> Session::parse(WireMessage&& wire) {
   auto content = parse_dict(wire.content, "content");
   if (!content) return content.error();
   m.identities = std::move(wire.identities);
+  m.raw_header = std::move(wire.header);
   m.parent_header = std::move(parent).value();
   m.metadata = std::move(metadata).value();
   m.content = std::move(content).value();

@@ -41,6 +41,11 @@ class Session {
  public:
   // Throws std::invalid_argument when the signature scheme is not supported.
   explicit Session(SessionOptions options = {});
+  // Movable, not copyable: the replay memory holds views into its own storage.
+  Session(Session&&) noexcept = default;
+  Session& operator=(Session&&) noexcept = default;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   const std::string& id() const { return id_; }
   const std::string& username() const { return username_; }
@@ -58,6 +63,14 @@ class Session {
   std::vector<zmq::message_t> build(std::vector<zmq::message_t> identities,
                                     std::string_view msg_type, const nlohmann::json& content,
                                     const nlohmann::json& parent = nlohmann::json::object(),
+                                    const nlohmann::json& metadata = nlohmann::json::object(),
+                                    std::vector<zmq::message_t> buffers = {});
+
+  // The same, with the parent header given as its JSON frame: a received request's
+  // Message::raw_header, shared rather than written again (replies and outputs).
+  std::vector<zmq::message_t> build(std::vector<zmq::message_t> identities,
+                                    std::string_view msg_type, const nlohmann::json& content,
+                                    zmq::message_t& parent_frame,
                                     const nlohmann::json& metadata = nlohmann::json::object(),
                                     std::vector<zmq::message_t> buffers = {});
 
@@ -85,8 +98,11 @@ class Session {
   std::string msg_id_prefix_;
   unsigned long long counter_ = 0;
   std::size_t history_size_;
-  std::unordered_set<std::string> seen_;
-  std::deque<std::string> seen_order_;
+  // The last history_size_ signatures: a ring of strings (their storage is reused, so nothing
+  // is allocated once the ring is full) and a set of views into it for the lookup.
+  std::vector<std::string> seen_ring_;
+  std::size_t seen_next_ = 0;
+  std::unordered_set<std::string_view> seen_;
 };
 
 // A new random id in jupyter_client's session format: 8 hex digits, '-', 24 hex digits.

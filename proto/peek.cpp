@@ -1,0 +1,116 @@
+#include "proto/peek.hpp"
+
+#include <cstddef>
+
+namespace ipcpp::proto {
+namespace {
+
+class Scanner {
+ public:
+  explicit Scanner(std::string_view text) : t_(text) {}
+
+  void skip_space() {
+    while (i_ < t_.size() && (t_[i_] == ' ' || t_[i_] == '\t' || t_[i_] == '\n' || t_[i_] == '\r'))
+      ++i_;
+  }
+  bool take(char c) {
+    skip_space();
+    if (i_ < t_.size() && t_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool at(char c) {
+    skip_space();
+    return i_ < t_.size() && t_[i_] == c;
+  }
+  // A string starting at the current '"': its characters, and whether it has escapes.
+  bool string(std::string_view& out, bool& escaped) {
+    if (!take('"')) return false;
+    const std::size_t start = i_;
+    escaped = false;
+    while (i_ < t_.size()) {
+      const char c = t_[i_];
+      if (c == '"') {
+        out = t_.substr(start, i_ - start);
+        ++i_;
+        return true;
+      }
+      if (c == '\\') {
+        escaped = true;
+        i_ += 2;
+        continue;
+      }
+      ++i_;
+    }
+    return false;
+  }
+  // Skips any value: a string, an object or array (nesting counted), a number or a literal.
+  bool skip_value() {
+    skip_space();
+    if (i_ >= t_.size()) return false;
+    const char c = t_[i_];
+    if (c == '"') {
+      std::string_view s;
+      bool escaped = false;
+      return string(s, escaped);
+    }
+    if (c == '{' || c == '[') {
+      int depth = 0;
+      while (i_ < t_.size()) {
+        const char d = t_[i_];
+        if (d == '"') {
+          std::string_view s;
+          bool escaped = false;
+          if (!string(s, escaped)) return false;
+          continue;
+        }
+        if (d == '{' || d == '[') ++depth;
+        if (d == '}' || d == ']') {
+          --depth;
+          if (depth == 0) {
+            ++i_;
+            return true;
+          }
+        }
+        ++i_;
+      }
+      return false;
+    }
+    const std::size_t start = i_;
+    while (i_ < t_.size() && t_[i_] != ',' && t_[i_] != '}' && t_[i_] != ']' && t_[i_] != ' ' &&
+           t_[i_] != '\t' && t_[i_] != '\n' && t_[i_] != '\r')
+      ++i_;
+    return i_ > start;
+  }
+
+ private:
+  std::string_view t_;
+  std::size_t i_ = 0;
+};
+
+}  // namespace
+
+Peeked peek_string(std::string_view object, std::string_view key) {
+  const Peeked unknown{Peeked::Status::kUnknown, {}};
+  Scanner s(object);
+  if (!s.take('{')) return unknown;
+  if (s.take('}')) return {Peeked::Status::kAbsent, {}};
+  for (;;) {
+    std::string_view name;
+    bool escaped = false;
+    if (!s.string(name, escaped) || escaped || !s.take(':')) return unknown;
+    if (name == key) {
+      std::string_view value;
+      if (!s.at('"') || !s.string(value, escaped) || escaped) return unknown;
+      return {Peeked::Status::kFound, value};
+    }
+    if (!s.skip_value()) return unknown;
+    if (s.take(',')) continue;
+    if (s.take('}')) return {Peeked::Status::kAbsent, {}};
+    return unknown;
+  }
+}
+
+}  // namespace ipcpp::proto

@@ -1,0 +1,50 @@
+// proto/peek.hpp: one string field of a JSON object, read without parsing the object.
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "proto/peek.hpp"
+
+using ipcpp::proto::peek_string;
+using Status = ipcpp::proto::Peeked::Status;
+
+TEST_CASE("peek_string finds a top-level string field of a header") {
+  const std::string header =
+      R"({"msg_id":"abc_1_2","msg_type":"status","username":"u","session":"abc",)"
+      R"("date":"2026-11-21T10:00:00.000000Z","version":"5.3"})";
+  auto type = peek_string(header, "msg_type");
+  CHECK(type.status == Status::kFound);
+  CHECK(type.value == "status");
+  CHECK(peek_string(header, "msg_id").value == "abc_1_2");
+  CHECK(peek_string(header, "version").value == "5.3");
+  CHECK(peek_string(header, "parent").status == Status::kAbsent);
+}
+
+TEST_CASE("peek_string skips nested values, numbers and literals, and reads spaced JSON") {
+  const std::string text =
+      R"( { "a" : { "msg_type" : "nested", "x": [1, {"y": "}"}, "]"] } , "n": -1.5e3, )"
+      "\n"
+      R"( "t": true, "z": null, "list": ["msg_type"], "msg_type" : "execute_result" } )";
+  auto type = peek_string(text, "msg_type");
+  CHECK(type.status == Status::kFound);
+  CHECK(type.value == "execute_result");
+  CHECK(peek_string(text, "missing").status == Status::kAbsent);
+  CHECK(peek_string("{}", "msg_type").status == Status::kAbsent);
+}
+
+TEST_CASE("peek_string answers kUnknown when only a parse can tell") {
+  // A value with escapes, a value that is not a string, malformed or non-object text.
+  CHECK(peek_string(R"({"msg_type":"sta\"tus"})", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string(R"({"msg_type":3})", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string(R"({"msg_type":)", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string(R"({"a":"b" "msg_type":"x"})", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string(R"(["msg_type","x"])", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string("", "msg_type").status == Status::kUnknown);
+  CHECK(peek_string(R"({"a":"unterminated)", "msg_type").status == Status::kUnknown);
+  // An escaped key is never taken for the key asked for.
+  CHECK(peek_string(R"({"msg\u005ftype":"x"})", "msg_type").status == Status::kUnknown);
+  // Escapes elsewhere do not matter.
+  auto v = peek_string(R"({"text":"a \"quoted\" }","msg_id":"m1"})", "msg_id");
+  CHECK(v.status == Status::kFound);
+  CHECK(v.value == "m1");
+}
