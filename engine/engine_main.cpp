@@ -25,6 +25,7 @@
 #include "engine/registry.hpp"
 #include "profiles/profile.hpp"
 #include "profiles/program_cli.hpp"
+#include "proto/allocator.hpp"
 
 namespace ipcpp {
 namespace {
@@ -145,6 +146,7 @@ int engine_main(int argc, char** argv) {
       program);
   Options options;
   build_cli(app, options);
+  proto::keep_freed_memory();
   Engine::block_stop_signals();
   try {
     profiles::use_profile_config(app, argc, argv, "engine");

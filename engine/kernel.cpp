@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cxxabi.h>
 #include <iostream>
+#include <optional>
 #include <typeinfo>
 #include <variant>
 
@@ -65,7 +66,7 @@ TaskFailure current_failure() {
 // A request being run: the message, and what its reply needs.
 struct Kernel::Request {
   proto::Message message;
-  json parent;  // the request's header, as the parent of everything it causes
+  zmq::message_t parent;  // the request's header frame, the parent of everything it causes
   std::string started;
 };
 
@@ -73,15 +74,13 @@ struct Kernel::Request {
 // publish on iopub with this request as the parent.
 class Kernel::Context : public TaskContext {
  public:
-  Context(Kernel& kernel, const json& parent)
+  Context(Kernel& kernel, zmq::message_t& parent)
       : kernel_(kernel),
         parent_(parent),
         out_buf_(
             [this](std::string_view text) { kernel_.publish_stream(parent_, "stdout", text); }),
         err_buf_(
-            [this](std::string_view text) { kernel_.publish_stream(parent_, "stderr", text); }),
-        out_(&out_buf_),
-        err_(&err_buf_) {}
+            [this](std::string_view text) { kernel_.publish_stream(parent_, "stderr", text); }) {}
 
   std::int64_t engine_id() const override { return kernel_.engine_id_; }
   const std::string& engine_uuid() const override { return kernel_.uuid_; }
@@ -90,23 +89,32 @@ class Kernel::Context : public TaskContext {
   bool sleep_for(std::chrono::nanoseconds duration) override {
     return kernel_.running_.sleep_for(duration);
   }
-  std::ostream& out() override { return out_; }
-  std::ostream& err() override { return err_; }
+  // The streams are made on first use: most tasks write nothing.
+  std::ostream& out() override {
+    if (!out_) out_.emplace(&out_buf_);
+    return *out_;
+  }
+  std::ostream& err() override {
+    if (!err_) err_.emplace(&err_buf_);
+    return *err_;
+  }
 
   void flush() {
-    out_.flush();
-    err_.flush();
+    if (out_) out_->flush();
+    if (err_) err_->flush();
+    out_buf_.pubsync();
+    err_buf_.pubsync();
   }
   std::streambuf* out_buf() { return &out_buf_; }
   std::streambuf* err_buf() { return &err_buf_; }
 
  private:
   Kernel& kernel_;
-  const json& parent_;
+  zmq::message_t& parent_;
   LineStreamBuf out_buf_;
   LineStreamBuf err_buf_;
-  std::ostream out_;
-  std::ostream err_;
+  std::optional<std::ostream> out_;
+  std::optional<std::ostream> err_;
 };
 
 Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_t engine_id,
@@ -195,7 +203,7 @@ void Kernel::abort_queued_executes() {
 }
 
 void Kernel::publish(std::string_view kind, std::string_view msg_type, const json& content,
-                     const json& parent) {
+                     zmq::message_t& parent) {
   std::vector<zmq::message_t> topic;
   std::string t = topic_prefix_;
   t.append(kind);
@@ -204,7 +212,7 @@ void Kernel::publish(std::string_view kind, std::string_view msg_type, const jso
                                                     json{{"engine", uuid_}}));
 }
 
-void Kernel::publish_stream(const json& parent, std::string_view name, std::string_view text) {
+void Kernel::publish_stream(zmq::message_t& parent, std::string_view name, std::string_view text) {
   publish(name, mt::kStream, json{{"name", name}, {"text", text}}, parent);
 }
 
@@ -241,8 +249,8 @@ void Kernel::reply_error(Request& r, std::string_view method, const std::string&
 }
 
 void Kernel::reply_aborted(proto::Message&& request) {
-  Request r{std::move(request), json(), proto::format_timestamp(proto::now())};
-  r.parent = json(r.message.header);
+  Request r{std::move(request), zmq::message_t(), proto::format_timestamp(proto::now())};
+  r.parent = std::move(r.message.raw_header);
   publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
   reply(r, json{{"status", "aborted"}}, "aborted");
   publish("status", mt::kStatus, json{{"execution_state", "idle"}}, r.parent);
@@ -261,8 +269,8 @@ void Kernel::handle(proto::Message&& message) {
     reply_aborted(std::move(message));
     return;
   }
-  Request r{std::move(message), json(), proto::format_timestamp(proto::now())};
-  r.parent = json(r.message.header);
+  Request r{std::move(message), zmq::message_t(), proto::format_timestamp(proto::now())};
+  r.parent = std::move(r.message.raw_header);
   publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
   running_.begin(r.message.header.msg_id);
   log_->debug("running {} {}", r.message.msg_type(), r.message.header.msg_id);

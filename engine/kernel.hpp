@@ -73,8 +73,8 @@ class Kernel {
                    const nlohmann::json& extra = nlohmann::json::object());
   void reply_aborted(proto::Message&& request);
   void publish(std::string_view kind, std::string_view msg_type, const nlohmann::json& content,
-               const nlohmann::json& parent);
-  void publish_stream(const nlohmann::json& parent, std::string_view name, std::string_view text);
+               zmq::message_t& parent);
+  void publish_stream(zmq::message_t& parent, std::string_view name, std::string_view text);
 
   bool process_commands();  // false once told to stop
   void receive_queued();    // moves what waits on the shell socket into queue_

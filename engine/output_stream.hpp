@@ -13,9 +13,7 @@ class LineStreamBuf : public std::streambuf {
  public:
   static constexpr std::size_t kChunk = 4096;
 
-  explicit LineStreamBuf(std::function<void(std::string_view)> sink) : sink_(std::move(sink)) {
-    pending_.reserve(kChunk);
-  }
+  explicit LineStreamBuf(std::function<void(std::string_view)> sink) : sink_(std::move(sink)) {}
   ~LineStreamBuf() override = default;
   LineStreamBuf(const LineStreamBuf&) = delete;
   LineStreamBuf& operator=(const LineStreamBuf&) = delete;
@@ -25,7 +23,6 @@ class LineStreamBuf : public std::streambuf {
     if (pending_.empty()) return;
     std::string text;
     text.swap(pending_);
-    pending_.reserve(kChunk);
     sink_(text);
   }
 

@@ -21,6 +21,7 @@
 #include "controller/schemes.hpp"
 #include "profiles/profile.hpp"
 #include "profiles/program_cli.hpp"
+#include "proto/allocator.hpp"
 
 namespace {
 
@@ -151,6 +152,7 @@ int main(int argc, char** argv) {
       "ipcpp-controller");
   Options options;
   build_cli(app, options);
+  ipcpp::proto::keep_freed_memory();
   // From the start, so that a SIGTERM during start-up is not lost: it stops the controller
   // as soon as it runs. Threads started later inherit the mask.
   Controller::block_stop_signals();
