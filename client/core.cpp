@@ -9,6 +9,7 @@
 #include "proto/clock.hpp"
 #include "proto/messages.hpp"
 #include "proto/payload.hpp"
+#include "proto/peek.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::detail {
@@ -545,8 +546,35 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
 }
 
 void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {
-  auto decoded = decode(std::move(frames));
-  if (!decoded) return;
+  auto wire = io_session_->authenticate(std::move(frames));
+  if (!wire) {
+    ++dropped_;
+    return;
+  }
+  // Statuses come twice per request: read the three fields they need without parsing.
+  auto frame_text = [](const zmq::message_t& f) {
+    return std::string_view(static_cast<const char*>(f.data()), f.size());
+  };
+  if (const auto type = proto::peek_string(frame_text(wire->header), "msg_type");
+      type.found() && type.value == mt::kStatus) {
+    const auto parent = proto::peek_string(frame_text(wire->parent_header), "msg_id");
+    const auto state = proto::peek_string(frame_text(wire->content), "execution_state");
+    if (parent.found() && state.found()) {
+      if (state.value != "idle") return;
+      auto it = pending_.find(std::string(parent.value));
+      if (it == pending_.end()) return;
+      std::shared_ptr<RequestState> request = it->second;
+      std::lock_guard lock(mu);
+      request->meta.outputs_complete = true;
+      finish_locked(*request);
+      return;
+    }
+  }
+  auto decoded = proto::Session::parse(std::move(wire.value()));
+  if (!decoded) {
+    ++dropped_;
+    return;
+  }
   proto::Message& m = *decoded;
   auto it = pending_.find(m.parent_msg_id());
   if (it == pending_.end()) return;

@@ -24,7 +24,8 @@ using Logger = std::shared_ptr<spdlog::logger>;
 
 // The hub binds a SUB here; relays, schedulers and the heartbeat monitor publish copies of
 // their traffic to it, each message prefixed by one frame naming its kind ("in", "out",
-// "intask", "tracktask", "outtask", "iopub", "heartmonitor", ...).
+// "intask", "tracktask", "outtask", "iopub", "heartmonitor", ...). All are signed messages
+// as received or sent, except "tracktask": [msg_id, engine uuid].
 inline constexpr const char* kMonitorEndpoint = "inproc://ipcpp-monitor";
 // The hub's notification PUB is bound here as well as on TCP; schedulers and relays learn of
 // engines coming and going from it.

@@ -468,10 +468,26 @@ class Hub {
     apply(it->second);
   }
 
+  // The task scheduler sent task `msg_id` to engine `engine_uuid`.
+  void on_task_destination(const std::string& msg_id, const std::string& engine_uuid) {
+    unassigned_.erase(msg_id);
+    if (auto p = pending_.find(msg_id); p != pending_.end()) {
+      if (auto old = engine_by_uuid(p->second.engine)) old->tasks.erase(msg_id);
+      p->second.engine = engine_uuid;
+    }
+    if (auto e = engine_by_uuid(engine_uuid)) e->tasks.insert(msg_id);
+    if (auto it = live_.find(msg_id); it != live_.end()) it->second.engine_uuid = engine_uuid;
+  }
+
   void on_monitor(std::vector<zmq::message_t>&& frames) {
     if (frames.size() < 2) return;
     const std::string kind(view(frames[0]));
     if (kind == "incontrol" || kind == "outcontrol") return;
+    if (kind == "tracktask") {
+      if (frames.size() == 3)
+        on_task_destination(std::string(view(frames[1])), std::string(view(frames[2])));
+      return;
+    }
     frames.erase(frames.begin());
     auto wire = proto::split(std::move(frames));
     if (!wire) {
@@ -496,18 +512,6 @@ class Hub {
     } else if (kind == "intask") {
       // Also the copy of a task the hub resubmitted itself, already counted as pending.
       on_request_seen(m, "task", {});
-    } else if (kind == "tracktask") {
-      auto dest = proto::decode_content<proto::TaskDestination>(m.content, "task_destination");
-      if (!dest) return;
-      unassigned_.erase(dest->msg_id);
-      if (auto p = pending_.find(dest->msg_id); p != pending_.end()) {
-        if (auto old = engine_by_uuid(p->second.engine)) old->tasks.erase(dest->msg_id);
-        p->second.engine = dest->engine_id;
-      }
-      if (auto e = engine_by_uuid(dest->engine_id)) e->tasks.insert(dest->msg_id);
-      if (auto it = live_.find(dest->msg_id); it != live_.end()) {
-        it->second.engine_uuid = dest->engine_id;
-      }
     } else if (kind == "outtask") {
       on_result_seen(m, ids.size() >= 2 ? ids[1] : std::string());
     } else if (kind == "iopub") {

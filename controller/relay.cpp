@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "proto/messages.hpp"
+#include "proto/peek.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -165,7 +166,14 @@ void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log
         log->warn("iopub: dropped a message from an engine: {}", wire.error().reason);
         continue;
       }
+      // The hub records outputs; busy/idle statuses (two per request) are only forwarded.
+      const auto type = proto::peek_string(view(wire->header), "msg_type");
+      const bool status = type.found() && type.value == proto::msg_type::kStatus;
       auto out = proto::join(std::move(wire.value()));
+      if (status) {
+        proto::send_frames(s.client, std::move(out));
+        continue;
+      }
       auto copy = monitor_copy("iopub", out);
       proto::send_frames(s.client, std::move(out));
       proto::send_frames(s.monitor, std::move(copy));

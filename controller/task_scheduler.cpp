@@ -14,6 +14,7 @@
 
 #include "controller/schemes.hpp"
 #include "proto/messages.hpp"
+#include "proto/peek.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -69,8 +70,8 @@ struct Job {
   std::uint64_t seq = 0;
   std::vector<zmq::message_t> frames;  // as received: [client route..., <IDS|MSG>, ...]
   std::size_t route_size = 1;          // how many of the frames are the client's route
-  nlohmann::json header;
-  IdSet targets;  // engine uuids; empty: any engine
+  zmq::message_t header;               // the request's header frame (shared with `frames`)
+  IdSet targets;                       // engine uuids; empty: any engine
   IdSet blacklist;
   DepSet after;
   DepSet follow;
@@ -203,18 +204,25 @@ class TaskScheduler {
       log_->warn("task: dropped a task without a client routing frame");
       return;
     }
-    auto header = parse_json_frame(wire->header);
+    // The msg_id is all the header is needed for: read it without parsing when possible.
+    std::string msg_id;
+    if (const auto peeked = proto::peek_string(view(wire->header), "msg_id"); peeked.found()) {
+      msg_id = peeked.value;
+    } else if (auto header = parse_json_frame(wire->header);
+               header && header->contains("msg_id") && (*header)["msg_id"].is_string()) {
+      msg_id = (*header)["msg_id"].get<std::string>();
+    }
     auto metadata = parse_json_frame(wire->metadata);
-    if (!header || !metadata || !header->contains("msg_id") || !(*header)["msg_id"].is_string()) {
+    if (msg_id.empty() || !metadata) {
       log_->warn(
           "task: dropped a task whose header or metadata is not a JSON object with a "
           "msg_id");
       return;
     }
     auto job = std::make_unique<Job>();
-    job->msg_id = (*header)["msg_id"].get<std::string>();
+    job->msg_id = std::move(msg_id);
     job->seq = next_seq_++;
-    job->header = std::move(*header);
+    job->header.copy(wire->header);
     job->route_size = wire->identities.size();
     job->frames = proto::join(std::move(wire.value()));
 
@@ -351,12 +359,12 @@ class TaskScheduler {
     auto pos = std::find(order_.begin(), order_.end(), &engine);
     std::rotate(pos, pos + 1, order_.end());
 
-    std::vector<zmq::message_t> ids;
-    ids.push_back(frame("tracktask"));
-    ids.push_back(frame(session_.id()));
-    proto::send_frames(s_.monitor,
-                       session_.build(std::move(ids), proto::msg_type::kTaskDestination,
-                                      {{"msg_id", job.msg_id}, {"engine_id", engine.uuid}}));
+    // The destination, for the hub: an internal message, neither signed nor JSON.
+    std::vector<zmq::message_t> destination;
+    destination.push_back(frame("tracktask"));
+    destination.push_back(frame(job.msg_id));
+    destination.push_back(frame(engine.uuid));
+    proto::send_frames(s_.monitor, std::move(destination));
   }
 
   void enqueue(Job& job) {
@@ -483,16 +491,22 @@ class TaskScheduler {
       return;
     }
     const std::string uuid(view(wire->identities[0]));
-    auto parent = parse_json_frame(wire->parent_header);
+    std::string msg_id;
+    if (const auto peeked = proto::peek_string(view(wire->parent_header), "msg_id");
+        peeked.found()) {
+      msg_id = peeked.value;
+    } else if (auto parent = parse_json_frame(wire->parent_header);
+               parent && parent->contains("msg_id") && (*parent)["msg_id"].is_string()) {
+      msg_id = (*parent)["msg_id"].get<std::string>();
+    }
     auto metadata = parse_json_frame(wire->metadata);
-    if (!parent || !metadata || !parent->contains("msg_id") || !(*parent)["msg_id"].is_string()) {
+    if (msg_id.empty() || !metadata) {
       log_->warn(
           "task: dropped a reply from '{}': its parent or metadata is not a JSON object "
           "with a msg_id",
           printable(uuid));
       return;
     }
-    const std::string msg_id = (*parent)["msg_id"].get<std::string>();
     Engine* engine = nullptr;
     if (auto e = engines_.find(uuid); e != engines_.end()) engine = e->second.get();
     const bool was_full = engine != nullptr && !has_capacity(*engine);
@@ -579,7 +593,9 @@ class TaskScheduler {
     std::vector<zmq::message_t> route;
     for (std::size_t i = 0; i < job.route_size; ++i)
       route.push_back(share(job.frames[i]));
-    const std::string type = reply_type(job.header.value("msg_type", "apply_request"));
+    const auto request_type = proto::peek_string(view(job.header), "msg_type");
+    const std::string type =
+        reply_type(request_type.found() ? std::string(request_type.value) : "apply_request");
     auto reply =
         session_.build(std::move(route), type, error_content(ename, evalue), job.header, metadata);
     std::vector<zmq::message_t> copy;
