@@ -6,6 +6,11 @@ this script and reads the one JSON line it prints, and prints ratios. This scrip
 the Python stack only: the Python client, ``/usr/bin/ipcontroller`` and Python engines
 (``/usr/bin/ipengine``).
 
+With ``--controller PATH/ipcpp-controller`` it measures ipcpp-controller instead, with the
+same Python client, Python engines and workloads: run it once with each controller and
+compare the two JSON lines to see what the controller alone changes end to end. (This
+replaces ``bench/controller_bench.py``, which did that for ``lb`` and ``direct``.)
+
 What it measures
 ----------------
 Each workload gets a fresh controller and fresh engines:
@@ -35,8 +40,9 @@ Each workload gets a fresh controller and fresh engines:
     ceil(tasks / engines) * seconds.
 
 Output: progress and notes on stderr; on stdout exactly one line, a JSON object with one key
-per workload run (``lb``, ``direct``, ``scatter_gather``, ``scaling``) and ``versions``
-(python, ipyparallel, pyzmq, libzmq, numpy).
+per workload run (``lb``, ``direct``, ``scatter_gather``, ``scaling``), ``controller``
+(the absolute path of the controller program used) and ``versions`` (python, ipyparallel,
+pyzmq, libzmq, numpy).
 
 Settings
 --------
@@ -45,18 +51,27 @@ with a 1 GiB buffer limit) except:
 
 * ``--ping=1000``: HeartMonitor.period 1 s instead of 3 s. An engine's registration
   completes only when the controller's heart monitor has seen it answer a ping, so this
-  makes engines register faster (as in controller_bench.py).
+  makes engines register faster.
 * ``--DictDB.record_limit``: raised above the default 1024 to hold every task of the run
-  (2x the tasks the workload sends, at least 1024). With the default, DictDB culls records of
-  tasks still in flight and logs a traceback for each later update of one (see
-  controller_bench.py). Only ``lb`` and ``direct`` send more than 1024 tasks.
+  (2x the tasks the workload sends, at least 1024). With the default, DictDB culls the
+  oldest records even while their tasks are in flight, and logs a "culled for size" error
+  with a traceback for each later update of one (tens of thousands of log lines in one
+  ``lb`` run): work that is not the controller's normal job, and a log that hides real
+  errors. Only ``lb`` and ``direct`` send more than 1024 tasks.
 * ``--ip=127.0.0.1``, ``--log-level=WARN``.
+
+ipcpp-controller (chosen by the program's name: one that starts with ``ipcpp``) gets the
+same settings in its own syntax, ``--profile-dir DIR --ip 127.0.0.1 --ping 1000 --log-level
+warning --record-limit N``, and its defaults otherwise (also leastload, hwm 1, an in-memory
+store with a 1 GiB buffer limit and a 1 s heartbeat). It culls only finished records, but
+gets the same record limit so that both controllers keep the same records.
 
 The engines run with ipengine's defaults (nanny process enabled, 5 s registration timeout).
 Engines are started a few at a time (at most ``--max-starting``, default 2 per CPU, that
 have been started but have not registered yet): starting 80 Python engines, each with its
 nanny (a second Python interpreter), at once on a small machine mostly makes them compete.
-Registration is read from the controller's engine state file (``<profile>/log/engines.json``).
+Registration is read from the controller's engine state file (``<profile>/log/engines.json``
+for ipcontroller, ``<profile>/security/ipcontroller-engines.json`` for ipcpp-controller).
 On the 2-core CI machine 4 engines register in about 5 s and 80 engines in about 90 s
 (about 1 s each, most of it the Python imports of the engine and of its nanny).
 
@@ -68,8 +83,18 @@ PATH)::
     /usr/bin/python3 bench/ipyparallel_bench.py              # everything, several minutes
     /usr/bin/python3 bench/ipyparallel_bench.py --quick      # a trial: counts / 10
     /usr/bin/python3 bench/ipyparallel_bench.py --only lb,direct --tasks 1000
+    # the same against ipcpp-controller (build it first: cmake --preset release &&
+    # cmake --build --preset release -j2 --target ipcpp-controller)
+    /usr/bin/python3 bench/ipyparallel_bench.py --only lb,direct --tasks 1000 \
+        --controller build/release/bin/ipcpp-controller
 
-Options: ``--engines E`` (lb and direct, 4), ``--tasks N`` (3000), ``--roundtrips N``
+Comparing controllers like this, the figures include the Python client's and the Python
+engines' own cost (pickling, Python's ZeroMQ loop, engine processes sharing a few cores),
+which is much of what is measured: they bound what a faster controller can show end to end,
+they do not isolate the controller.
+
+Options: ``--controller PATH`` (``/usr/bin/ipcontroller``; a bare name is looked up on
+PATH), ``--engines E`` (lb and direct, 4), ``--tasks N`` (3000), ``--roundtrips N``
 (1000), ``--elements N`` (10^7), ``--scatter-engines E`` (4), ``--scaling-tasks N`` (240),
 ``--scaling-engines E`` (80), ``--scaling-seconds S`` (1.0), ``--skip-scaling``,
 ``--only lb,direct,scatter_gather,scaling``, ``--quick`` (tasks 300, round trips 100,
@@ -90,15 +115,17 @@ exiting together on 2 cores take well over 10 s).
 
 Limits
 ------
-Everything is Python and shares the machine's cores with the engines: on a 2-core machine the
-client's own pickling and ZeroMQ loop, ipcontroller's hub and scheduler processes and the
-engines all compete, so the figures are end-to-end figures of this stack on this machine,
-not of any one part. Runs are short (3 timed repetitions) and the figures move with other
-load on the machine; the script warns when other controllers or engines are running. The
-scaling workload keeps 80 engines and 80 nannies in memory: about 113 MB USS (145 MB RSS)
-per engine with its nanny, about 9 GB in all (the totals are printed).
-ipcontroller's heart monitor process writes its heartbeat lines whatever ``--log-level`` says;
-after a run that worked they are left out of the controller log this script prints.
+Everything is Python (all but the controller with ipcpp-controller) and shares the machine's
+cores with the engines: on a 2-core machine the client's own pickling and ZeroMQ loop, the
+controller (ipcontroller's hub and scheduler processes) and the engines all compete, so the
+figures are end-to-end figures of this stack on this machine, not of any one part. Runs are
+short (3 timed repetitions) and the figures move with other load on the machine; the script
+warns when other controllers or engines are running. The scaling workload keeps 80 engines
+and 80 nannies in memory: about 113 MB USS (145 MB RSS) per engine with its nanny, about
+9 GB in all (the totals are printed). ipcontroller's heart monitor process writes its
+heartbeat lines whatever ``--log-level`` says, and ipcpp-controller warns as the hearts of
+the engines stop (they are stopped before it); after a run that worked these lines are left
+out of the controller log this script prints.
 
 This is a benchmark, not a test. It exits 0 when it completes and 1 when a run fails (a
 controller or engine dies, an engine does not register, a workload times out or a gather
@@ -422,11 +449,36 @@ def wait_connection_files(security, controller):
     raise RunFailed(f"no complete connection files after {CONNECTION_TIMEOUT:.0f} s")
 
 
-def registered_engines(log_dir):
-    """Engines the hub has registered, from its engine state file (None: not readable now)."""
-    for path in log_dir.glob("engines*.json"):
+def is_ipcpp(controller):
+    """True for an ipcpp-controller (by its name), False for an ipcontroller."""
+    return os.path.basename(controller).startswith("ipcpp")
+
+
+def controller_command(controller, profile_dir, record_limit):
+    """The controller's command line: the same settings in either program's syntax."""
+    if is_ipcpp(controller):
+        return [controller, "--profile-dir", str(profile_dir), "--ip", "127.0.0.1",
+                "--ping", str(PING_MS), "--log-level", "warning",
+                "--record-limit", str(record_limit)]
+    return [controller, f"--profile-dir={profile_dir}", "--ip=127.0.0.1", f"--ping={PING_MS}",
+            "--log-level=WARN", f"--DictDB.record_limit={record_limit}"]
+
+
+def registered_engines(controller, profile_dir):
+    """Engines the hub has registered, from its engine state file (None: not readable now).
+
+    ipcontroller keeps it in <profile>/log/engines.json, ipcpp-controller in
+    <profile>/security/ipcontroller-engines.json (replaced atomically); both are
+    {"engines": {id: uuid, ...}, ...} and are written when a registration completes."""
+    if is_ipcpp(controller):
+        paths = [profile_dir / "security" / "ipcontroller-engines.json"]
+    else:
+        paths = list((profile_dir / "log").glob("engines*.json"))
+    for path in paths:
         try:
             return len(json.loads(path.read_text())["engines"])
+        except FileNotFoundError:
+            return 0
         except (OSError, ValueError, KeyError, TypeError):
             return None
     return 0
@@ -454,10 +506,12 @@ def memory_mb(popens):
 
 
 # Lines ipcontroller's heart monitor process writes whatever the log level, and the ones of a
-# normal shutdown: not worth showing after a run that worked.
+# normal shutdown (the engines are stopped before the controller; ipcpp-controller warns when
+# their hearts stop): not worth showing after a run that worked.
 ROUTINE_LOG = ("heartbeat::waiting for subscription", "heartbeat::subscription started",
                "Notifying hub of", "heartbeat::missed", "Received signal 15, shutting down",
-               "terminating children...", "hearts stopped")
+               "terminating children...", "hearts stopped", "closed its connection",
+               "unregistered: its heart stopped")
 
 
 def unusual_lines(text):
@@ -465,7 +519,7 @@ def unusual_lines(text):
 
 
 class Cluster:
-    """One fresh ipcontroller and N ipengines in their own temporary HOME."""
+    """One fresh controller and N ipengines in their own temporary HOME."""
 
     def __init__(self, workload, engines, record_limit, args):
         self.workload = workload
@@ -475,9 +529,8 @@ class Cluster:
         self.profile_dir = self.tmp / "profile_bench"
         self.profile_dir.mkdir()
         self.env = dict(os.environ, HOME=str(self.tmp), IPYTHONDIR=str(self.tmp / "ipython"))
-        self.controller_cmd = [IPCONTROLLER, f"--profile-dir={self.profile_dir}",
-                               "--ip=127.0.0.1", f"--ping={PING_MS}", "--log-level=WARN",
-                               f"--DictDB.record_limit={record_limit}"]
+        self.controller_cmd = controller_command(args.controller, self.profile_dir,
+                                                 record_limit)
         self.controller = None
         self.engines = []
         self.client = None
@@ -498,13 +551,12 @@ class Cluster:
         self.controller = self.popen(self.controller_cmd, "controller.log")
         wait_connection_files(self.profile_dir / "security", self.controller)
         TRACKED.snapshot([self.controller])
-        log_dir = self.profile_dir / "log"
         max_starting = max(1, self.args.max_starting)
         deadline = time.monotonic() + self.args.registration_timeout
         registered = 0
         last_report = time.monotonic()
         while True:
-            reg = registered_engines(log_dir)
+            reg = registered_engines(self.args.controller, self.profile_dir)
             if reg is not None:
                 registered = reg
             if registered >= self.n:
@@ -631,8 +683,8 @@ def other_cluster_processes():
 
 def run_workload(workload, engines, record_limit, params, args):
     others = other_cluster_processes()
-    log(f"{workload}: starting ipcontroller and {engines} engines (load average "
-        f"{os.getloadavg()[0]:.2f}) ...")
+    log(f"{workload}: starting {os.path.basename(args.controller)} and {engines} engines "
+        f"(load average {os.getloadavg()[0]:.2f}) ...")
     if others:
         log(f"  warning: {len(others)} other controller/engine processes running, the "
             f"figures are not clean:\n    " + "\n    ".join(o[:120] for o in others))
@@ -645,9 +697,10 @@ def run_workload(workload, engines, record_limit, params, args):
         if workload == "scaling":
             crss, cuss = memory_mb([cluster.controller])
             ers, eus = memory_mb(cluster.engines)
-            note += (f"; memory (RSS / USS): ipcontroller and its schedulers {crss:,.0f} / "
-                     f"{cuss:,.0f} MB, engines with their nannies {ers:,.0f} / {eus:,.0f} MB "
-                     f"({ers / engines:.0f} / {eus / engines:.0f} MB per engine)")
+            note += (f"; memory (RSS / USS): {os.path.basename(args.controller)} (with its "
+                     f"schedulers, if any) {crss:,.0f} / {cuss:,.0f} MB, engines with their "
+                     f"nannies {ers:,.0f} / {eus:,.0f} MB ({ers / engines:.0f} / "
+                     f"{eus / engines:.0f} MB per engine)")
         log(note + "; running the client ...")
         result = cluster.run_client(params)
         result["register_s"] = cluster.register_s
@@ -683,6 +736,10 @@ def versions():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--controller", default=IPCONTROLLER,
+                        help="the controller: an ipcontroller, or an ipcpp-controller (by its "
+                        "name: ipcpp*), e.g. build/release/bin/ipcpp-controller "
+                        f"(default {IPCONTROLLER})")
     parser.add_argument("--engines", type=int, help="engines for lb and direct (4)")
     parser.add_argument("--tasks", type=int, help="tasks per lb map (3000)")
     parser.add_argument("--roundtrips", type=int, help="timed direct round trips (1000)")
@@ -723,6 +780,14 @@ def main():
               "scaling_tasks", "scaling_engines"):
         if getattr(args, k) < 1:
             parser.error(f"--{k.replace('_', '-')} must be at least 1")
+    controller = shutil.which(args.controller) if os.sep not in args.controller \
+        else args.controller
+    if not controller or not os.path.isfile(controller) or not os.access(controller, os.X_OK):
+        parser.error(f"no controller program at {args.controller}"
+                     + (": build it (cmake --preset release && cmake --build --preset release "
+                        "-j2 --target ipcpp-controller)" if is_ipcpp(args.controller) else ""))
+    # absolute: the controller runs in the cluster's temporary directory
+    args.controller = os.path.abspath(controller)
     if args.only:
         chosen = [w.strip() for w in args.only.split(",") if w.strip()]
         bad = [w for w in chosen if w not in WORKLOADS]
@@ -742,7 +807,8 @@ def main():
     t_start = time.perf_counter()
     try:
         vers = versions()
-        log(f"ipyparallel {vers['ipyparallel']}, pyzmq {vers['pyzmq']}, libzmq "
+        log(f"controller {args.controller}; ipyparallel {vers['ipyparallel']}, pyzmq "
+            f"{vers['pyzmq']}, libzmq "
             f"{vers['libzmq']}, Python {vers['python']}, numpy {vers['numpy']}; "
             f"{os.cpu_count()} CPUs; workloads {','.join(chosen)}")
         for w in chosen:
@@ -786,6 +852,7 @@ def main():
                     f"submitting took {r['submit_s']:.2f} s, warm-up no-op on every engine "
                     f"{r['warmup_s']:.2f} s, {r['engines_used']} engines ran tasks")
             log(f"  ({w} took {time.perf_counter() - t0:.0f} s in all)")
+        out["controller"] = args.controller
         out["versions"] = vers
     except RunFailed:
         status = 1
