@@ -86,6 +86,13 @@ class Hub {
           for (int i = 0; i < 256; ++i) {
             auto frames = proto::recv_frames(s_.registration, zmq::recv_flags::dontwait);
             if (frames.empty()) break;
+            // Every copy queued before the query first: the relays queue a request's copy
+            // before its reply leaves, so a client that asks about a reply it has finds it.
+            for (;;) {
+              auto copy = proto::recv_frames(s_.monitor, zmq::recv_flags::dontwait);
+              if (copy.empty()) break;
+              on_monitor(std::move(copy));
+            }
             on_query(std::move(frames));
           }
         }

@@ -108,8 +108,10 @@ class Queue {
     std::swap(ids[0], ids[1]);
     auto out = proto::join(std::move(wire.value()));
     auto copy = monitor_copy(names_.out_prefix, out);
-    proto::send_frames(s_.client, std::move(out));
+    // The hub's copy first: once a client has a reply, the hub knows of it (a query that
+    // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
+    proto::send_frames(s_.client, std::move(out));
     return true;
   }
 
@@ -133,8 +135,10 @@ class Queue {
     auto reply = session_.build(std::move(ids), reply_type(request->msg_type()), content,
                                 nlohmann::json(request->header), metadata);
     auto copy = monitor_copy(names_.out_prefix, reply);
-    proto::send_frames(s_.client, std::move(reply));
+    // The hub's copy first: once a client has a reply, the hub knows of it (a query that
+    // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
+    proto::send_frames(s_.client, std::move(reply));
   }
 
   QueueSockets s_;
@@ -175,8 +179,10 @@ void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log
         continue;
       }
       auto copy = monitor_copy("iopub", out);
-      proto::send_frames(s.client, std::move(out));
+      // The hub's copy first: once a client has a reply, the hub knows of it (a query that
+      // follows at once finds the record).
       proto::send_frames(s.monitor, std::move(copy));
+      proto::send_frames(s.client, std::move(out));
     }
   } catch (const zmq::error_t& e) {
     if (!is_shutdown(e)) log->critical("iopub forwarder stopped: {}", e.what());

@@ -555,8 +555,10 @@ class TaskScheduler {
     copy.push_back(frame("outtask"));
     for (auto& f : out)
       copy.push_back(share(f));
-    proto::send_frames(s_.client, std::move(out));
+    // The hub's copy first: once a client has a reply, the hub knows of it (a query that
+    // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
+    proto::send_frames(s_.client, std::move(out));
 
     finish(job, success, uuid);
     if (was_full) schedule_queue();
@@ -603,8 +605,10 @@ class TaskScheduler {
     copy.push_back(frame("outtask"));
     for (auto& f : reply)
       copy.push_back(share(f));
-    proto::send_frames(s_.client, std::move(reply));
+    // The hub's copy first: once a client has a reply, the hub knows of it (a query that
+    // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
+    proto::send_frames(s_.client, std::move(reply));
     // A failure the scheduler produced did not run anywhere: no destination for `follow`.
     finish(job, false, {});
   }
