@@ -546,6 +546,14 @@ class Cluster:
         TRACKED.started(p)
         return p
 
+
+    def check_alive(self, when):
+        """Raises RunFailed naming the first engine or the controller that has exited."""
+        for i, p in enumerate(self.engines):
+            if p.poll() is not None:
+                raise RunFailed(f"engine {i} (pid {p.pid}) exited with {p.returncode} {when}")
+        if self.controller.poll() is not None:
+            raise RunFailed(f"controller exited with {self.controller.returncode} {when}")
     def start(self):
         t0 = time.perf_counter()
         self.controller = self.popen(self.controller_cmd, "controller.log")
@@ -561,13 +569,7 @@ class Cluster:
                 registered = reg
             if registered >= self.n:
                 break
-            for i, p in enumerate(self.engines):
-                if p.poll() is not None:
-                    raise RunFailed(f"engine {i} (pid {p.pid}) exited with {p.returncode} "
-                                    f"while {registered} of {self.n} engines had registered")
-            if self.controller.poll() is not None:
-                raise RunFailed(f"controller exited with {self.controller.returncode} while "
-                                f"engines were registering")
+            self.check_alive(f"while {registered} of {self.n} engines had registered")
             while len(self.engines) < self.n and len(self.engines) - registered < max_starting:
                 i = len(self.engines)
                 self.engines.append(self.popen([IPENGINE, f"--profile-dir={self.profile_dir}"],
@@ -601,13 +603,7 @@ class Cluster:
                                 f" s (hang?)")
         if self.client.returncode != 0:
             raise RunFailed(f"the client exited with {self.client.returncode}")
-        for i, p in enumerate(self.engines):
-            if p.poll() is not None:
-                raise RunFailed(f"engine {i} (pid {p.pid}) exited with {p.returncode} during "
-                                f"the run")
-        if self.controller.poll() is not None:
-            raise RunFailed(f"controller exited with {self.controller.returncode} during the "
-                            f"run")
+        self.check_alive("during the run")
         try:
             return json.loads(out_path.read_text())
         except ValueError as e:
