@@ -546,7 +546,6 @@ class Cluster:
         TRACKED.started(p)
         return p
 
-
     def check_alive(self, when):
         """Raises RunFailed naming the first engine or the controller that has exited."""
         for i, p in enumerate(self.engines):
@@ -554,6 +553,7 @@ class Cluster:
                 raise RunFailed(f"engine {i} (pid {p.pid}) exited with {p.returncode} {when}")
         if self.controller.poll() is not None:
             raise RunFailed(f"controller exited with {self.controller.returncode} {when}")
+
     def start(self):
         t0 = time.perf_counter()
         self.controller = self.popen(self.controller_cmd, "controller.log")
