@@ -31,16 +31,47 @@ Timestamp now() {
 }
 
 std::string format_timestamp(Timestamp t) {
+  // Written digit by digit: every message header carries one, and snprintf costs more than
+  // the rest of the header.
   const auto day = std::chrono::floor<days>(t);
   const std::chrono::year_month_day ymd{day};
   const std::chrono::hh_mm_ss<microseconds> tod{t - day};
-  char buf[40];
-  const auto us = tod.subseconds().count();
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", int(ymd.year()),
-                        unsigned(ymd.month()), unsigned(ymd.day()), int(tod.hours().count()),
-                        int(tod.minutes().count()), int(tod.seconds().count()));
-  if (us != 0) n += std::snprintf(buf + n, sizeof buf - std::size_t(n), ".%06d", int(us));
-  return std::string(buf, std::size_t(n)) + "Z";
+  const int year = int(ymd.year());
+  if (year < 0 || year > 9999) {  // outside what four digits hold: the general way
+    char buf[64];
+    int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", year,
+                          unsigned(ymd.month()), unsigned(ymd.day()), int(tod.hours().count()),
+                          int(tod.minutes().count()), int(tod.seconds().count()));
+    if (const auto us = tod.subseconds().count(); us != 0) {
+      n += std::snprintf(buf + n, sizeof buf - std::size_t(n), ".%06d", int(us));
+    }
+    return std::string(buf, std::size_t(n)) + "Z";
+  }
+  const auto us = static_cast<unsigned>(tod.subseconds().count());
+  char buf[28];
+  auto put = [&buf](std::size_t at, unsigned value, std::size_t width) {
+    for (std::size_t i = width; i-- > 0; value /= 10)
+      buf[at + i] = static_cast<char>('0' + value % 10);
+  };
+  put(0, static_cast<unsigned>(year), 4);
+  buf[4] = '-';
+  put(5, unsigned(ymd.month()), 2);
+  buf[7] = '-';
+  put(8, unsigned(ymd.day()), 2);
+  buf[10] = 'T';
+  put(11, static_cast<unsigned>(tod.hours().count()), 2);
+  buf[13] = ':';
+  put(14, static_cast<unsigned>(tod.minutes().count()), 2);
+  buf[16] = ':';
+  put(17, static_cast<unsigned>(tod.seconds().count()), 2);
+  std::size_t n = 19;
+  if (us != 0) {
+    buf[19] = '.';
+    put(20, us, 6);
+    n = 26;
+  }
+  buf[n++] = 'Z';
+  return std::string(buf, n);
 }
 
 std::optional<Timestamp> parse_timestamp(std::string_view s) {

@@ -33,3 +33,12 @@ TEST_CASE("now() round-trips through the text form") {
   const auto t = now();
   CHECK(parse_timestamp(format_timestamp(t)) == t);
 }
+
+TEST_CASE("format_timestamp writes every field with its leading zeros") {
+  CHECK(format_timestamp(*parse_timestamp("0999-01-02T03:04:05.000070Z")) ==
+        "0999-01-02T03:04:05.000070Z");
+  CHECK(format_timestamp(*parse_timestamp("2026-12-31T23:59:59.999999Z")) ==
+        "2026-12-31T23:59:59.999999Z");
+  CHECK(format_timestamp(*parse_timestamp("2000-02-29T00:00:00.100000Z")) ==
+        "2000-02-29T00:00:00.100000Z");
+}
