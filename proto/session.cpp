@@ -144,7 +144,31 @@ Session::Session(SessionOptions options)
       username_(options.username.empty() ? default_username() : std::move(options.username)),
       msg_id_prefix_(options.msg_id_prefix.empty() ? id_ + "_" + std::to_string(::getpid()) + "_"
                                                    : std::move(options.msg_id_prefix)),
-      history_size_(options.digest_history_size) {}
+      history_size_(options.digest_history_size) {
+  // dump() of a string: its JSON text, quotes included, escaped as nlohmann does.
+  const std::string prefix = dump(json(msg_id_prefix_));
+  header_msg_id_start_ = ",\"msg_id\":" + prefix.substr(0, prefix.size() - 1);
+  header_end_ = ",\"session\":" + dump(json(id_)) + ",\"username\":" + dump(json(username_)) +
+                ",\"version\":" + dump(json(kProtocolVersion)) + "}";
+}
+
+std::string Session::new_header_text(std::string_view msg_type) {
+  std::string out;
+  out.reserve(48 + header_msg_id_start_.size() + msg_type.size() + header_end_.size());
+  out.append("{\"date\":\"");
+  out.append(format_timestamp(now()));
+  out.push_back('"');
+  out.append(header_msg_id_start_);
+  out.append(std::to_string(++counter_));
+  out.append("\",\"msg_type\":");
+  if (!append_ascii_json_string(out, msg_type)) {
+    // Not plain ASCII: the general path, which checks the UTF-8.
+    --counter_;
+    return header_text(make_header(msg_type));
+  }
+  out.append(header_end_);
+  return out;
+}
 
 Header Session::make_header(std::string_view msg_type) {
   Header h;
@@ -203,6 +227,26 @@ std::vector<zmq::message_t> Session::build(std::vector<zmq::message_t> identitie
   m.content = content;
   m.buffers = std::move(buffers);
   return serialize(std::move(m));
+}
+
+std::vector<zmq::message_t> Session::build_text(std::vector<zmq::message_t> identities,
+                                                std::string_view msg_type, std::string_view content,
+                                                zmq::message_t& parent_frame,
+                                                std::string_view metadata,
+                                                std::vector<zmq::message_t> buffers) {
+  WireMessage wire;
+  wire.identities = std::move(identities);
+  wire.header = frame_of(new_header_text(msg_type));
+  if (parent_frame.size() > 0) {
+    wire.parent_header.copy(parent_frame);  // shared, not copied
+  } else {
+    wire.parent_header = zmq::message_t("{}", 2);
+  }
+  wire.metadata = zmq::message_t(metadata.data(), metadata.size());
+  wire.content = zmq::message_t(content.data(), content.size());
+  wire.buffers = std::move(buffers);
+  sign(wire);
+  return join(std::move(wire));
 }
 
 bool Session::remember(std::string_view signature) {

@@ -74,6 +74,14 @@ class Session {
                                     const nlohmann::json& metadata = nlohmann::json::object(),
                                     std::vector<zmq::message_t> buffers = {});
 
+  // The fastest way to send: content and metadata given as their compact JSON text (constant,
+  // or written by the caller), the parent as a received header frame (shared), the header
+  // written directly. For the engine's statuses and replies, which it sends for every task.
+  std::vector<zmq::message_t> build_text(std::vector<zmq::message_t> identities,
+                                         std::string_view msg_type, std::string_view content,
+                                         zmq::message_t& parent_frame, std::string_view metadata,
+                                         std::vector<zmq::message_t> buffers = {});
+
   // Splits received frames and checks them: delimiter, frame count, signature, replay.
   // Nothing is parsed, so a relay can authenticate and forward. On success the signature is
   // remembered; receiving the same signed frames again gives kDuplicateSignature.
@@ -91,12 +99,18 @@ class Session {
 
  private:
   bool remember(std::string_view signature);
+  // A new header's JSON text, as make_header() would give it.
+  std::string new_header_text(std::string_view msg_type);
 
   Signer signer_;
   std::string id_;
   std::string username_;
   std::string msg_id_prefix_;
   unsigned long long counter_ = 0;
+  // The constant parts of every header's text, JSON-escaped once: `"msg_id":"<prefix>` and
+  // `,"session":...,"username":...,"version":"5.3"}`.
+  std::string header_msg_id_start_;
+  std::string header_end_;
   std::size_t history_size_;
   // The last history_size_ signatures: a ring of strings (their storage is reused, so nothing
   // is allocated once the ring is full) and a set of views into it for the lookup.

@@ -62,6 +62,48 @@ TEST_CASE("a message built by a session is accepted by a session with the same k
   CHECK(m->buffers[0].size() == 9);
 }
 
+TEST_CASE("build_text sends given JSON texts with a header like build's") {
+  SessionOptions o{.key = kKey};
+  o.username = "ünïcode \"user\"";  // escaped once, when the session is made
+  Session sender(o);
+  Session receiver = keyed();
+  Session client = keyed();
+  auto request = receiver.decode(sample(client));
+  REQUIRE(request.ok());
+  std::vector<zmq::message_t> ids;
+  ids.push_back(frame("client"));
+  std::vector<zmq::message_t> bufs;
+  bufs.push_back(frame("payload"));
+  auto frames = sender.build_text(std::move(ids), "apply_reply", R"({"status":"ok"})",
+                                  request->raw_header, R"({"engine":"e"})", std::move(bufs));
+  auto m = receiver.decode(std::move(frames));
+  REQUIRE_MESSAGE(m.ok(), m.error().reason);
+  CHECK(m->identities[0].to_string_view() == "client");
+  CHECK(m->header.msg_type == "apply_reply");
+  CHECK(m->header.session == sender.id());
+  CHECK(m->header.username == o.username);
+  CHECK(m->header.version == "5.3");
+  CHECK(m->header.msg_id.rfind(sender.id() + "_", 0) == 0);
+  CHECK(ipcpp::proto::parse_timestamp(m->header.date).has_value());
+  CHECK(m->parent_header["msg_id"] == request->header.msg_id);
+  CHECK(m->content == json{{"status", "ok"}});
+  CHECK(m->metadata == json{{"engine", "e"}});
+  REQUIRE(m->buffers.size() == 1);
+  CHECK(m->buffers[0].to_string_view() == "payload");
+  // The counter is the one make_header uses: ids stay unique across both ways.
+  const auto next = sender.make_header("x").msg_id;
+  CHECK(next != m->header.msg_id);
+  // Without a parent frame the parent header is {}.
+  zmq::message_t none;
+  auto orphan = receiver.decode(sender.build_text({}, "status", "{}", none, "{}"));
+  REQUIRE(orphan.ok());
+  CHECK(orphan->parent_header == json::object());
+  // A message type that is not plain ASCII takes the general path and stays valid JSON.
+  auto odd = receiver.decode(sender.build_text({}, "stätus", "{}", none, "{}"));
+  REQUIRE_MESSAGE(odd.ok(), odd.error().reason);
+  CHECK(odd->header.msg_type == "stätus");
+}
+
 TEST_CASE("message ids are unique and session ids have jupyter_client's form") {
   Session s;
   CHECK(s.id().size() == 33);
