@@ -125,6 +125,9 @@ Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_
       uuid_(session_.id()),
       engine_id_(engine_id),
       topic_prefix_("engine." + std::to_string(engine_id) + "."),
+      status_topic_(topic_prefix_ + "status"),
+      engine_metadata_(json{{"engine", uuid_}}.dump()),
+      engine_field_(engine_metadata_.substr(1, engine_metadata_.size() - 2)),
       functions_(functions),
       running_(running),
       log_(std::move(log)) {}
@@ -212,6 +215,16 @@ void Kernel::publish(std::string_view kind, std::string_view msg_type, const jso
                                                     json{{"engine", uuid_}}));
 }
 
+void Kernel::publish_status(bool busy, zmq::message_t& parent) {
+  static constexpr std::string_view kBusy = R"({"execution_state":"busy"})";
+  static constexpr std::string_view kIdle = R"({"execution_state":"idle"})";
+  std::vector<zmq::message_t> topic;
+  topic.emplace_back(status_topic_.data(), status_topic_.size());
+  proto::send_frames(sockets_.iopub,
+                     session_.build_text(std::move(topic), mt::kStatus, busy ? kBusy : kIdle,
+                                         parent, engine_metadata_));
+}
+
 void Kernel::publish_stream(zmq::message_t& parent, std::string_view name, std::string_view text) {
   publish(name, mt::kStream, json{{"name", name}, {"text", text}}, parent);
 }
@@ -233,6 +246,30 @@ void Kernel::reply(Request& r, json content, const std::string& status,
                                                     r.parent, json(md), std::move(buffers)));
 }
 
+void Kernel::reply_ok(Request& r, std::vector<zmq::message_t> buffers) {
+  const json& request_md = r.message.metadata;
+  const bool plain = !request_md.is_object() || (!request_md.contains("is_broadcast") &&
+                                                 !request_md.contains("is_coalescing") &&
+                                                 !request_md.contains("original_msg_id"));
+  if (!plain) {
+    reply(r, json{{"status", "ok"}}, "ok", std::move(buffers));
+    return;
+  }
+  // What reply() writes through nlohmann (keys sorted as its objects sort them), directly.
+  std::string md;
+  md.reserve(160 + engine_field_.size());
+  md.append(R"({"dependencies_met":true,)");
+  md.append(engine_field_);
+  md.append(R"(,"is_broadcast":false,"is_coalescing":false,"original_msg_id":"","started":")");
+  md.append(r.started);
+  md.append(R"(","status":"ok"})");
+  std::string type = r.message.msg_type();
+  type.replace(type.size() - std::string_view("request").size(), std::string_view::npos, "reply");
+  proto::send_frames(sockets_.shell,
+                     session_.build_text(std::move(r.message.identities), type,
+                                         R"({"status":"ok"})", r.parent, md, std::move(buffers)));
+}
+
 void Kernel::reply_error(Request& r, std::string_view method, const std::string& ename,
                          const std::string& evalue, std::vector<std::string> traceback,
                          const json& extra) {
@@ -251,9 +288,9 @@ void Kernel::reply_error(Request& r, std::string_view method, const std::string&
 void Kernel::reply_aborted(proto::Message&& request) {
   Request r{std::move(request), zmq::message_t(), proto::format_timestamp(proto::now())};
   r.parent = std::move(r.message.raw_header);
-  publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
+  publish_status(true, r.parent);
   reply(r, json{{"status", "aborted"}}, "aborted");
-  publish("status", mt::kStatus, json{{"execution_state", "idle"}}, r.parent);
+  publish_status(false, r.parent);
 }
 
 void Kernel::handle(proto::Message&& message) {
@@ -271,7 +308,7 @@ void Kernel::handle(proto::Message&& message) {
   }
   Request r{std::move(message), zmq::message_t(), proto::format_timestamp(proto::now())};
   r.parent = std::move(r.message.raw_header);
-  publish("status", mt::kStatus, json{{"execution_state", "busy"}}, r.parent);
+  publish_status(true, r.parent);
   running_.begin(r.message.header.msg_id);
   log_->debug("running {} {}", r.message.msg_type(), r.message.header.msg_id);
   if (r.message.msg_type() == mt::kExecuteRequest) {
@@ -280,7 +317,7 @@ void Kernel::handle(proto::Message&& message) {
     run_apply(r);
   }
   running_.end();
-  publish("status", mt::kStatus, json{{"execution_state", "idle"}}, r.parent);
+  publish_status(false, r.parent);
 }
 
 Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {
@@ -521,7 +558,7 @@ void Kernel::run_apply(Request& r) {
           failure.ename + ": " + failure.evalue + "\n"});
     return;
   }
-  reply(r, json{{"status", "ok"}}, "ok", std::move(buffers));
+  reply_ok(r, std::move(buffers));
 }
 
 }  // namespace ipcpp::engine

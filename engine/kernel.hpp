@@ -75,6 +75,10 @@ class Kernel {
   void publish(std::string_view kind, std::string_view msg_type, const nlohmann::json& content,
                zmq::message_t& parent);
   void publish_stream(zmq::message_t& parent, std::string_view name, std::string_view text);
+  // busy or idle, with the texts written once (two per request).
+  void publish_status(bool busy, zmq::message_t& parent);
+  // The reply of a request that ran well: with plain metadata, written as text directly.
+  void reply_ok(Request& r, std::vector<zmq::message_t> buffers);
 
   bool process_commands();  // false once told to stop
   void receive_queued();    // moves what waits on the shell socket into queue_
@@ -84,7 +88,10 @@ class Kernel {
   proto::Session session_;
   std::string uuid_;
   std::int64_t engine_id_;
-  std::string topic_prefix_;  // "engine.<id>."
+  std::string topic_prefix_;     // "engine.<id>."
+  std::string status_topic_;     // "engine.<id>.status"
+  std::string engine_metadata_;  // {"engine":"<uuid>"}, the metadata of everything published
+  std::string engine_field_;     // "engine":"<uuid>", JSON-escaped
   const FunctionRegistry& functions_;
   RunningTask& running_;
   std::shared_ptr<spdlog::logger> log_;
