@@ -488,8 +488,17 @@ void ClientCore::finish_locked(RequestState& state) {
 }
 
 void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
-  auto decoded = decode(std::move(frames));
-  if (!decoded) return;
+  auto wire = io_session_->authenticate(std::move(frames));
+  if (!wire) {
+    ++dropped_;
+    return;
+  }
+  if (on_plain_apply_reply(*wire)) return;
+  auto decoded = proto::Session::parse(std::move(wire).value());
+  if (!decoded) {
+    ++dropped_;
+    return;
+  }
   proto::Message& m = *decoded;
   auto it = pending_.find(m.parent_msg_id());
   if (it == pending_.end()) return;
@@ -499,20 +508,75 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
   const bool is_hub_error = m.msg_type() == mt::kHubError;
   Outcome outcome =
       read_outcome(m.content, m.msg_type() == mt::kApplyReply, std::move(m.buffers), is_hub_error);
-  std::optional<Value>& value = outcome.value;
-  std::optional<Failure>& failure = outcome.failure;
   const std::string engine_uuid = string_or(m.metadata, "engine");
+  const auto started = parse_time(
+      m.metadata.is_object() && m.metadata.contains("started") ? m.metadata["started"] : json());
+  const auto completed = parse_time(json(m.header.date));
 
   std::lock_guard lock(mu);
   RequestState& s = *state;
   if (s.replied) return;  // already failed here (its engine left)
+  record_reply_locked(s, std::move(outcome), is_hub_error ? "error" : status, engine_uuid, started,
+                      completed, &m.content);
+  if (s.msg_type != mt::kApplyRequest && s.msg_type != mt::kExecuteRequest) {
+    s.reply_content = std::move(m.content);
+    s.reply_buffers = std::move(m.buffers);
+    s.meta.outputs_complete = true;
+  }
+  finish_locked(s);
+}
+
+bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
+  auto text = [](const zmq::message_t& f) {
+    return std::string_view(static_cast<const char*>(f.data()), f.size());
+  };
+  const auto type = proto::peek_string(text(wire.header), "msg_type");
+  if (!type.found() || type.value != mt::kApplyReply) return false;
+  const auto status = proto::peek_string(text(wire.content), "status");
+  if (!status.found() || status.value != "ok") return false;
+  const auto parent = proto::peek_string(text(wire.parent_header), "msg_id");
+  const auto engine = proto::peek_string(text(wire.metadata), "engine");
+  const auto started = proto::peek_string(text(wire.metadata), "started");
+  const auto date = proto::peek_string(text(wire.header), "date");
+  if (!parent.found() || !engine.found() || engine.value.empty() || !date.found() ||
+      started.status == proto::Peeked::Status::kUnknown) {
+    return false;
+  }
+  auto it = pending_.find(std::string(parent.value));
+  if (it == pending_.end()) return true;  // not ours, or already answered: as parse() would
+  std::shared_ptr<RequestState> state = it->second;
+  // msg_type is written before the request is submitted, and never again.
+  if (state->msg_type != mt::kApplyRequest) return false;
+
+  static const json kOk = {{"status", "ok"}};
+  Outcome outcome = read_outcome(kOk, true, std::move(wire.buffers), false);
+  const auto time_of = [](std::string_view iso) -> std::optional<TimePoint> {
+    auto t = proto::parse_timestamp(iso);
+    if (!t) return std::nullopt;
+    return TimePoint(std::chrono::duration_cast<TimePoint::duration>(t->time_since_epoch()));
+  };
+  const std::string engine_uuid(engine.value);
+  const auto started_at = started.found() ? time_of(started.value) : std::nullopt;
+  const auto completed_at = time_of(date.value);
+
+  std::lock_guard lock(mu);
+  RequestState& s = *state;
+  if (s.replied) return true;  // already failed here (its engine left)
+  record_reply_locked(s, std::move(outcome), "ok", engine_uuid, started_at, completed_at, nullptr);
+  finish_locked(s);
+  return true;
+}
+
+void ClientCore::record_reply_locked(RequestState& s, Outcome&& outcome, const std::string& status,
+                                     const std::string& engine_uuid,
+                                     std::optional<TimePoint> started,
+                                     std::optional<TimePoint> completed, const json* content) {
+  std::optional<Failure>& failure = outcome.failure;
   s.replied = true;
   s.meta.received = std::chrono::system_clock::now();
   s.meta.status = failure && failure->ename == "TaskAborted" ? "aborted" : status;
-  if (is_hub_error) s.meta.status = "error";
-  s.meta.started = parse_time(
-      m.metadata.is_object() && m.metadata.contains("started") ? m.metadata["started"] : json());
-  s.meta.completed = parse_time(json(m.header.date));
+  s.meta.started = started;
+  s.meta.completed = completed;
   if (!engine_uuid.empty()) {
     s.meta.engine_uuid = engine_uuid;
     s.meta.engine_id = engine_id_locked(engine_uuid);
@@ -523,8 +587,8 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
   if (failure) {
     failure->engine_uuid = s.meta.engine_uuid;
     failure->engine_id = s.meta.engine_id;
-    if (failure->engine_id < 0 && m.content.is_object()) {
-      const json& info = m.content.contains("engine_info") ? m.content["engine_info"] : json();
+    if (failure->engine_id < 0 && content != nullptr && content->is_object()) {
+      const json& info = content->contains("engine_info") ? (*content)["engine_info"] : json();
       if (info.is_object() && info.contains("engine_id") && info["engine_id"].is_number_integer()) {
         failure->engine_id = info["engine_id"].get<std::int64_t>();
       }
@@ -536,13 +600,7 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
     s.meta.outputs_complete = true;
   }
   s.failure = std::move(failure);
-  s.value = std::move(value);
-  if (s.msg_type != mt::kApplyRequest && s.msg_type != mt::kExecuteRequest) {
-    s.reply_content = std::move(m.content);
-    s.reply_buffers = std::move(m.buffers);
-    s.meta.outputs_complete = true;
-  }
-  finish_locked(s);
+  s.value = std::move(outcome.value);
 }
 
 void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {

@@ -81,6 +81,8 @@ struct ResultSet {
   bool from_hub = false;
 };
 
+struct Outcome;
+
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
   enum class Channel : std::uint8_t { kQuery, kMux, kTask, kControl };
@@ -153,6 +155,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // I/O thread helpers.
   void on_submission(std::vector<zmq::message_t>&& frames, zmq::socket_t* by_channel[]);
   void on_reply(std::vector<zmq::message_t>&& frames);
+  // The reply to nearly every task, an apply_reply with status "ok" from an engine, read from
+  // its frames without parsing them (the value travels in the buffers). Returns false when
+  // the reply is anything else or not plain enough: on_reply parses it then.
+  bool on_plain_apply_reply(proto::WireMessage& wire);
+  // Stores a reply's outcome in its request's state (under mu). `content` is the reply's
+  // content when it was parsed (an error's engine_info is read from it).
+  void record_reply_locked(RequestState& s, Outcome&& outcome, const std::string& status,
+                           const std::string& engine_uuid, std::optional<TimePoint> started,
+                           std::optional<TimePoint> completed, const nlohmann::json* content);
   void on_iopub(std::vector<zmq::message_t>&& frames);
   void on_notification(std::vector<zmq::message_t>&& frames);
   // Authenticates and parses a received message; counts it in dropped_ and gives nullopt
