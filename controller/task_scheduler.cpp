@@ -555,13 +555,14 @@ class TaskScheduler {
     copy.push_back(frame("outtask"));
     for (auto& f : out)
       copy.push_back(share(f));
+    finish(job, success, uuid);
+    // The engine's next task leaves before this reply is passed on: when many replies arrive
+    // together (a wave of equal tasks ending), each engine waits less for its next one.
+    if (was_full) schedule_queue();
     // The hub's copy first: once a client has a reply, the hub knows of it (a query that
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
     proto::send_frames(s_.client, std::move(out));
-
-    finish(job, success, uuid);
-    if (was_full) schedule_queue();
   }
 
   // Records the outcome, forgets the job and releases what waited on it.
