@@ -17,7 +17,9 @@
 //                   element by element; GB/s = 2 x 80 MB / (scatter + gather seconds),
 //                   median of 3 runs after a warm-up;
 //   scaling         240 tasks of sleep(1) load-balanced over 80 engines: wall time against
-//                   the ideal ceil(240/80) x 1 s.
+//                   the ideal ceil(240/80) x 1 s, and where the rest went (the latest first
+//                   start, the longest wait of an engine between tasks, the longest reply
+//                   return, from the requests' metadata).
 // Then bench/ipyparallel_bench.py (run with /usr/bin/python3) measures the same four on
 // ipyparallel, and one table gives both and the ratio of each pair (above 1: ipcpp better).
 //
@@ -419,12 +421,33 @@ json scaling_workload(ipcpp::Client& rc, const Options& o) {
   // A no-op on every engine first, as the reference does.
   (void)rc.all().apply_sync("echo");
   const auto t0 = Clock::now();
-  const ipcpp::Value v =
-      lview
-          .map_async("sleep", std::vector<double>(static_cast<std::size_t>(o.scaling_tasks),
-                                                  o.scaling_seconds))
-          .get(ipcpp::Seconds(600));
+  auto ar = lview.map_async(
+      "sleep", std::vector<double>(static_cast<std::size_t>(o.scaling_tasks), o.scaling_seconds));
+  const ipcpp::Value v = ar.get(ipcpp::Seconds(600));
   const double wall = seconds_since(t0);
+  // Where the time beyond the ideal went, from each request's times (all on this machine's
+  // clock): the last task's submission, the latest first start on an engine, the longest
+  // wait of an engine between its tasks, and the longest reply's way back.
+  const auto md = ar.metadata();
+  const auto first = *md.front().submitted;
+  auto ms = [&](const std::optional<ipcpp::TimePoint>& t) {
+    return t ? std::chrono::duration<double, std::milli>(*t - first).count() : 0.0;
+  };
+  std::map<std::int64_t, std::vector<const ipcpp::ResultMetadata*>> by_engine;
+  double last_submit = 0;
+  for (const auto& m : md) {
+    by_engine[m.engine_id].push_back(&m);
+    last_submit = std::max(last_submit, ms(m.submitted));
+  }
+  double latest_first_start = 0, longest_gap = 0, longest_return = 0;
+  for (auto& [id, tasks] : by_engine) {
+    std::sort(tasks.begin(), tasks.end(), [](auto a, auto b) { return a->started < b->started; });
+    latest_first_start = std::max(latest_first_start, ms(tasks.front()->started));
+    for (std::size_t i = 1; i < tasks.size(); ++i)
+      longest_gap = std::max(longest_gap, ms(tasks[i]->started) - ms(tasks[i - 1]->completed));
+    for (const auto* m : tasks)
+      longest_return = std::max(longest_return, ms(m->received) - ms(m->completed));
+  }
   if (v.as<std::vector<json>>().size() != static_cast<std::size_t>(o.scaling_tasks)) {
     throw std::runtime_error("scaling: wrong number of results");
   }
@@ -435,7 +458,11 @@ json scaling_workload(ipcpp::Client& rc, const Options& o) {
           {"tasks", o.scaling_tasks},
           {"task_seconds", o.scaling_seconds},
           {"wall_s", wall},
-          {"ideal_s", ideal}};
+          {"ideal_s", ideal},
+          {"last_submitted_ms", last_submit},
+          {"latest_first_start_ms", latest_first_start},
+          {"longest_engine_wait_ms", longest_gap},
+          {"longest_reply_return_ms", longest_return}};
 }
 
 json measure_ipcpp(const Options& o) {
