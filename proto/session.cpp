@@ -249,17 +249,50 @@ std::vector<zmq::message_t> Session::build_text(std::vector<zmq::message_t> iden
   return join(std::move(wire));
 }
 
+std::size_t Session::seen_home(std::string_view signature) const {
+  // Signatures are HMAC digests (verified before they get here): their first bytes are as
+  // good a hash as all of them.
+  return std::hash<std::string_view>{}(signature.substr(0, 16)) & (seen_table_.size() - 1);
+}
+
 bool Session::remember(std::string_view signature) {
   if (history_size_ == 0 || signature.empty()) return true;
-  if (seen_.contains(signature)) return false;
   if (seen_ring_.empty()) {
     seen_ring_.resize(history_size_);
-    seen_.reserve(history_size_);
+    std::size_t capacity = 2;
+    while (capacity < 2 * history_size_)
+      capacity *= 2;
+    seen_table_.assign(capacity, 0);
   }
+  const std::size_t mask = seen_table_.size() - 1;
+  std::size_t i = seen_home(signature);
+  for (; seen_table_[i] != 0; i = (i + 1) & mask) {
+    if (seen_ring_[seen_table_[i] - 1] == signature) return false;
+  }
+  // Forget the oldest signature, whose ring slot this one takes.
   std::string& slot = seen_ring_[seen_next_];
-  if (!slot.empty()) seen_.erase(std::string_view(slot));
+  if (!slot.empty()) {
+    std::size_t hole = seen_home(slot);
+    while (seen_table_[hole] != seen_next_ + 1)
+      hole = (hole + 1) & mask;
+    // Backward-shift deletion: pull later entries of the probe run into the hole when their
+    // home position allows it, so that lookups never stop early at a false gap.
+    seen_table_[hole] = 0;
+    for (std::size_t j = (hole + 1) & mask; seen_table_[j] != 0; j = (j + 1) & mask) {
+      const std::size_t home = seen_home(seen_ring_[seen_table_[j] - 1]);
+      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+      if (stays) continue;
+      seen_table_[hole] = seen_table_[j];
+      seen_table_[j] = 0;
+      hole = j;
+    }
+    // The slot freed above may be where this signature belongs now.
+    i = seen_home(signature);
+    while (seen_table_[i] != 0)
+      i = (i + 1) & mask;
+  }
   slot.assign(signature);
-  seen_.insert(std::string_view(slot));
+  seen_table_[i] = static_cast<std::uint32_t>(seen_next_ + 1);
   seen_next_ = (seen_next_ + 1) % history_size_;
   return true;
 }

@@ -3,10 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "proto/errors.hpp"
@@ -112,11 +112,13 @@ class Session {
   std::string header_msg_id_start_;
   std::string header_end_;
   std::size_t history_size_;
-  // The last history_size_ signatures: a ring of strings (their storage is reused, so nothing
-  // is allocated once the ring is full) and a set of views into it for the lookup.
+  // The last history_size_ signatures: a ring of strings (their storage is reused) and, for
+  // the lookup, an open-addressing table of ring positions + 1 (0: empty) with linear probing,
+  // at most half full. Nothing is allocated once both are made: this runs for every message.
+  std::size_t seen_home(std::string_view signature) const;
   std::vector<std::string> seen_ring_;
   std::size_t seen_next_ = 0;
-  std::unordered_set<std::string_view> seen_;
+  std::vector<std::uint32_t> seen_table_;
 };
 
 // A new random id in jupyter_client's session format: 8 hex digits, '-', 24 hex digits.

@@ -1,4 +1,6 @@
 // Signing, authentication and the rejection of bad messages (proto/session.hpp, wire.hpp).
+#include <algorithm>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -248,6 +250,30 @@ TEST_CASE("the replay memory is bounded and forgets the oldest signatures first"
   CHECK_FALSE(receiver.decode(copy(first)).ok());  // still remembered
   REQUIRE(receiver.decode(sample(sender)).ok());   // pushes `first` out
   CHECK(receiver.decode(copy(first)).ok());
+}
+
+TEST_CASE("the replay memory remembers exactly the last N signatures, whatever the order") {
+  // Against a plain model, with many messages through a small memory, and replays of recent,
+  // just-forgotten and old messages mixed in: lookups must survive every removal.
+  constexpr std::size_t kHistory = 37;
+  Session sender = keyed();
+  Session receiver(SessionOptions{.key = kKey, .digest_history_size = kHistory});
+  std::vector<std::vector<zmq::message_t>> sent;
+  std::deque<std::size_t> remembered;  // indices into sent, oldest first
+  unsigned state = 12345;
+  auto next_random = [&state] { return state = state * 1103515245u + 12345u; };
+  for (int step = 0; step < 3000; ++step) {
+    const bool replay = !sent.empty() && next_random() % 3 == 0;
+    const std::size_t index = replay ? next_random() % sent.size() : sent.size();
+    if (!replay) sent.push_back(sample(sender));
+    const bool known = std::find(remembered.begin(), remembered.end(), index) != remembered.end();
+    auto r = receiver.decode(copy(sent[index]));
+    REQUIRE_MESSAGE(r.ok() == !known, "step ", step, " message ", index);
+    if (!known) {
+      remembered.push_back(index);
+      if (remembered.size() > kHistory) remembered.pop_front();
+    }
+  }
 }
 
 TEST_CASE("without a key nothing is signed and every signature is accepted") {
