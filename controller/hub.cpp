@@ -15,6 +15,7 @@
 #include "profiles/secure_file.hpp"
 #include "proto/clock.hpp"
 #include "proto/payload.hpp"
+#include "proto/peek.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -54,6 +55,163 @@ std::vector<Bytes> to_bytes(std::vector<zmq::message_t>& frames) {
   for (auto& f : frames)
     out.push_back(proto::to_bytes(std::move(f)));
   return out;
+}
+
+// ---- reading requests and replies without parsing them ------------------------------------
+//
+// The hub sees a copy of every request and reply; parsing the four JSON frames of each was
+// about a third of the controller's time per task, for records that are seldom queried. So
+// for these it peeks at the few fields it needs (proto/peek.hpp) and keeps the frames' text
+// in the record (LazyJson). Whatever a peek cannot read for sure (escapes, a null, a frame
+// that is not shaped like an object) goes through Session::parse as before, which reads it
+// or rejects the message as malformed: what the hub does with a message never depends on
+// which way it was read.
+
+// A request as the hub records it.
+struct SeenRequest {
+  std::string msg_id;
+  std::string date;     // the header's date, "" when it has none
+  std::string session;  // the header's session, "" when it has none
+  LazyJson header;
+  LazyJson metadata;
+  LazyJson content;
+  std::vector<zmq::message_t> buffers;
+};
+
+// A reply as the hub records it.
+struct SeenReply {
+  std::string parent_msg_id;                // "" when it has no parent
+  std::string date;                         // the header's date, "" when it has none
+  std::optional<std::string> engine;        // metadata.engine, when it is a string
+  std::optional<proto::Timestamp> started;  // metadata.started, when it is a time
+  LazyJson header;
+  LazyJson metadata;
+  LazyJson content;
+  std::vector<zmq::message_t> buffers;
+};
+
+// A parsed request. Its header is proto::Header written again, as the hub always recorded it.
+SeenRequest request_of(proto::Message& m) {
+  SeenRequest seen;
+  seen.msg_id = m.header.msg_id;
+  seen.date = m.header.date;
+  seen.session = m.header.session;
+  seen.header = json(m.header);
+  seen.metadata = std::move(m.metadata);
+  seen.content = std::move(m.content);
+  seen.buffers = std::move(m.buffers);
+  return seen;
+}
+
+// A parsed reply.
+SeenReply reply_of(proto::Message& m) {
+  SeenReply seen;
+  seen.parent_msg_id = m.parent_msg_id();
+  seen.date = m.header.date;
+  if (const auto it = m.metadata.find("engine"); it != m.metadata.end() && it->is_string()) {
+    seen.engine = it->get<std::string>();
+  }
+  seen.started = date_of(m.metadata, "started");
+  seen.header = json(m.header);
+  seen.metadata = std::move(m.metadata);
+  seen.content = std::move(m.content);
+  seen.buffers = std::move(m.buffers);
+  return seen;
+}
+
+// An optional string field of a JSON object's text: its value, "" when the object has no such
+// key (as proto::Header reads a missing field), nullopt when only a parse can tell (a null or
+// other non-string, escapes, text that is not an object).
+std::optional<std::string_view> peek_optional(std::string_view object, std::string_view key) {
+  const proto::Peeked peeked = proto::peek_string(object, key);
+  switch (peeked.status) {
+    case proto::Peeked::Status::kFound:
+      return peeked.value;
+    case proto::Peeked::Status::kAbsent:
+      return std::string_view();
+    case proto::Peeked::Status::kUnknown:
+      break;
+  }
+  return std::nullopt;
+}
+
+struct PeekedHeader {
+  std::string_view msg_id;
+  std::string_view date;     // "" when absent
+  std::string_view session;  // "" when absent
+};
+
+// A header's fields, when a peek shows it is one Session::parse accepts: msg_id and msg_type
+// strings, username, session, date and version strings or absent. nullopt otherwise (also
+// for a null among the optional ones, which proto::Header accepts: rare, left to the parse).
+std::optional<PeekedHeader> peek_header(std::string_view text) {
+  const proto::Peeked msg_id = proto::peek_string(text, "msg_id");
+  if (!msg_id.found() || !proto::peek_string(text, "msg_type").found()) return std::nullopt;
+  const auto date = peek_optional(text, "date");
+  const auto session = peek_optional(text, "session");
+  if (!date || !session || !peek_optional(text, "username") || !peek_optional(text, "version")) {
+    return std::nullopt;
+  }
+  return PeekedHeader{msg_id.value, *date, *session};
+}
+
+// True when the four dict frames are shaped like JSON objects, which Session::parse requires;
+// the text inside is not checked (it reads as null if it is not JSON).
+bool dicts_look_like_objects(const proto::WireMessage& wire) {
+  return LazyJson::looks_like_object(view(wire.header)) &&
+         LazyJson::looks_like_object(view(wire.parent_header)) &&
+         LazyJson::looks_like_object(view(wire.metadata)) &&
+         LazyJson::looks_like_object(view(wire.content));
+}
+
+LazyJson lazy_json(zmq::message_t&& frame) {
+  return LazyJson::from_text(proto::to_bytes(std::move(frame)));
+}
+
+// The request in `wire`, read by peeking; nullopt, with `wire` untouched, when it must be
+// parsed.
+std::optional<SeenRequest> peek_request(proto::WireMessage& wire) {
+  if (!dicts_look_like_objects(wire)) return std::nullopt;
+  const std::optional<PeekedHeader> header = peek_header(view(wire.header));
+  if (!header) return std::nullopt;
+  SeenRequest seen;
+  // Copied before the frames move: a small frame's bytes live inside its message_t.
+  seen.msg_id = header->msg_id;
+  seen.date = header->date;
+  seen.session = header->session;
+  seen.header = lazy_json(std::move(wire.header));
+  seen.metadata = lazy_json(std::move(wire.metadata));
+  seen.content = lazy_json(std::move(wire.content));
+  seen.buffers = std::move(wire.buffers);
+  return seen;
+}
+
+// The reply in `wire`, read by peeking; nullopt, with `wire` untouched, when it must be
+// parsed.
+std::optional<SeenReply> peek_reply(proto::WireMessage& wire) {
+  if (!dicts_look_like_objects(wire)) return std::nullopt;
+  const std::optional<PeekedHeader> header = peek_header(view(wire.header));
+  if (!header) return std::nullopt;
+  // A parent without msg_id is no reply the hub records (a parse says so too: "").
+  const auto parent_msg_id = peek_optional(view(wire.parent_header), "msg_id");
+  const proto::Peeked engine = proto::peek_string(view(wire.metadata), "engine");
+  const proto::Peeked started = proto::peek_string(view(wire.metadata), "started");
+  // started is null in the controller's own EngineError replies: those are parsed.
+  if (!parent_msg_id || engine.status == proto::Peeked::Status::kUnknown ||
+      started.status == proto::Peeked::Status::kUnknown) {
+    return std::nullopt;
+  }
+  SeenReply seen;
+  // Copied before the frames move: a small frame's bytes live inside its message_t.
+  seen.parent_msg_id = *parent_msg_id;
+  seen.date = header->date;
+  if (engine.found()) seen.engine = std::string(engine.value);
+  if (started.found()) seen.started = proto::parse_timestamp(started.value);
+  seen.header = lazy_json(std::move(wire.header));
+  seen.metadata = lazy_json(std::move(wire.metadata));
+  seen.content = lazy_json(std::move(wire.content));
+  seen.buffers = std::move(wire.buffers);
+  return seen;
 }
 
 class Hub {
@@ -299,9 +457,9 @@ class Hub {
       TaskRecord record = take_record(msg_id);
       const std::string evalue = "Engine " + std::to_string(id) + " ('" + entry.uuid +
                                  "') died while running task '" + msg_id + "'";
-      const std::string request_type = record.header.is_object()
-                                           ? record.header.value("msg_type", "apply_request")
-                                           : "apply_request";
+      const json& header = record.header.json();
+      const std::string request_type =
+          header.is_object() ? header.value("msg_type", "apply_request") : "apply_request";
       record.result_header = json(session_.make_header(reply_type(request_type)));
       record.result_metadata = {{"status", "error"}, {"engine", entry.uuid}};
       record.result_content =
@@ -357,8 +515,8 @@ class Hub {
     return record && record->completed.has_value();
   }
 
-  void on_request_seen(proto::Message& m, const std::string& queue, const std::string& engine) {
-    const std::string msg_id = m.header.msg_id;
+  void on_request_seen(SeenRequest&& seen, const std::string& queue, const std::string& engine) {
+    const std::string& msg_id = seen.msg_id;
     TaskRecord& record = live_[msg_id];
     if (auto early = early_outputs_.extract(msg_id); !early.empty()) {
       TaskRecord& out = early.mapped();
@@ -369,12 +527,12 @@ class Hub {
       record.execute_result = std::move(out.execute_result);
     }
     record.msg_id = msg_id;
-    record.header = json(m.header);
-    record.metadata = std::move(m.metadata);
-    record.content = std::move(m.content);
-    record.buffers = to_bytes(m.buffers);
-    record.submitted = proto::parse_timestamp(m.header.date);
-    record.client_uuid = m.header.session;
+    record.header = std::move(seen.header);
+    record.metadata = std::move(seen.metadata);
+    record.content = std::move(seen.content);
+    record.buffers = to_bytes(seen.buffers);
+    record.submitted = proto::parse_timestamp(seen.date);
+    record.client_uuid = std::move(seen.session);
     record.queue = queue;
     if (!engine.empty()) record.engine_uuid = engine;
     pending_[msg_id] = Pending{queue, engine};
@@ -391,12 +549,10 @@ class Hub {
     return &engines_.at(it->second);
   }
 
-  void on_result_seen(proto::Message& m, std::string engine) {
-    const std::string msg_id = m.parent_msg_id();
+  void on_result_seen(SeenReply&& seen, std::string engine) {
+    const std::string& msg_id = seen.parent_msg_id;
     if (msg_id.empty()) return;
-    if (const auto it = m.metadata.find("engine"); it != m.metadata.end() && it->is_string()) {
-      engine = it->get<std::string>();
-    }
+    if (seen.engine) engine = std::move(*seen.engine);
     if (auto p = pending_.find(msg_id); p != pending_.end()) {
       if (engine.empty()) engine = p->second.engine;
       if (auto e = engine_by_uuid(p->second.engine)) {
@@ -410,14 +566,14 @@ class Hub {
 
     TaskRecord record = take_record(msg_id);
     if (!engine.empty()) record.engine_uuid = engine;
-    record.started = date_of(m.metadata, "started");
-    record.completed = proto::parse_timestamp(m.header.date);
+    record.started = seen.started;
+    record.completed = proto::parse_timestamp(seen.date);
     if (!record.completed) record.completed = proto::now();
     record.received = proto::now();
-    record.result_header = json(m.header);
-    record.result_metadata = std::move(m.metadata);
-    record.result_content = std::move(m.content);
-    record.result_buffers = to_bytes(m.buffers);
+    record.result_header = std::move(seen.header);
+    record.result_metadata = std::move(seen.metadata);
+    record.result_content = std::move(seen.content);
+    record.result_buffers = to_bytes(seen.buffers);
     remember_completed(msg_id);
     store(std::move(record));
   }
@@ -504,6 +660,21 @@ class Hub {
     std::vector<std::string> ids;
     for (const auto& f : wire->identities)
       ids.emplace_back(view(f));
+    const bool request = kind == "in" || kind == "intask";
+    const bool reply = kind == "out" || kind == "outtask";
+    // Requests and replies, most of the traffic, are peeked at when they can be (see
+    // peek_request); the others, and what a peek cannot read, are parsed.
+    if (request) {
+      if (auto seen = peek_request(wire.value())) {
+        on_request_copy(kind, ids, std::move(*seen));
+        return;
+      }
+    } else if (reply) {
+      if (auto seen = peek_reply(wire.value())) {
+        on_reply_copy(ids, std::move(*seen));
+        return;
+      }
+    }
     auto parsed = proto::Session::parse(std::move(wire.value()));
     if (!parsed) {
       // Peers' messages were authenticated, not parsed, by the relays: this is where a
@@ -512,20 +683,33 @@ class Hub {
       return;
     }
     proto::Message& m = parsed.value();
-    if (kind == "in") {
-      if (ids.size() >= 1) on_request_seen(m, "mux", ids[0]);
-    } else if (kind == "out") {
-      on_result_seen(m, ids.size() >= 2 ? ids[1] : std::string());
-    } else if (kind == "intask") {
-      // Also the copy of a task the hub resubmitted itself, already counted as pending.
-      on_request_seen(m, "task", {});
-    } else if (kind == "outtask") {
-      on_result_seen(m, ids.size() >= 2 ? ids[1] : std::string());
+    if (request) {
+      on_request_copy(kind, ids, request_of(m));
+    } else if (reply) {
+      on_reply_copy(ids, reply_of(m));
     } else if (kind == "iopub") {
       on_iopub(m);
     } else if (kind == "heartmonitor") {
       on_heart(m);
     }
+  }
+
+  // A request copied by the mux relay ("in", routed by the engine's identity) or the task
+  // scheduler ("intask").
+  void on_request_copy(const std::string& kind, const std::vector<std::string>& ids,
+                       SeenRequest&& seen) {
+    if (kind == "in") {
+      if (!ids.empty()) on_request_seen(std::move(seen), "mux", ids[0]);
+    } else {
+      // Also the copy of a task the hub resubmitted itself, already counted as pending.
+      on_request_seen(std::move(seen), "task", {});
+    }
+  }
+
+  // A reply copied by the mux relay ("out") or the task scheduler ("outtask"); the second
+  // identity is the engine's.
+  void on_reply_copy(const std::vector<std::string>& ids, SeenReply&& seen) {
+    on_result_seen(std::move(seen), ids.size() >= 2 ? ids[1] : std::string());
   }
 
   // ---- queries ----------------------------------------------------------------------------
@@ -667,11 +851,11 @@ class Hub {
         completed.push_back(msg_id);
         if (!req->status_only) {
           content[msg_id] = {
-              {"header", record->header},
-              {"metadata", record->metadata},
-              {"result_metadata", record->result_metadata},
-              {"result_header", record->result_header},
-              {"result_content", record->result_content},
+              {"header", record->header.json()},
+              {"metadata", record->metadata.json()},
+              {"result_metadata", record->result_metadata.json()},
+              {"result_header", record->result_header.json()},
+              {"result_content", record->result_content.json()},
               {"received",
                record->received ? json(proto::format_timestamp(*record->received)) : json(nullptr)},
               {"io",
@@ -844,9 +1028,9 @@ class Hub {
     std::vector<std::string> missing;
     for (const auto& msg_id : req->msg_ids) {
       auto it = live_.find(msg_id);
-      if (it != live_.end() && it->second.header.is_object()) {
+      if (it != live_.end() && it->second.header.json().is_object()) {
         records.push_back(it->second);
-      } else if (auto stored = store_->get(msg_id); stored && stored->header.is_object()) {
+      } else if (auto stored = store_->get(msg_id); stored && stored->header.json().is_object()) {
         records.push_back(std::move(*stored));
       } else {
         missing.push_back(msg_id);
@@ -864,10 +1048,8 @@ class Hub {
     for (auto& record : records) {
       // Direct requests too go through the task scheduler, as in the reference: the engine
       // they named may be gone.
-      json header = record.header;
+      const json& header = record.header.json();
       const proto::Header fresh = session_.make_header(header.value("msg_type", "apply_request"));
-      header["msg_id"] = fresh.msg_id;
-      header["date"] = fresh.date;
       // Unlike the reference, the metadata (targets, dependencies, retries, timeout) is kept.
       proto::Message out;
       out.header.msg_id = fresh.msg_id;
@@ -876,9 +1058,9 @@ class Hub {
       out.header.session = header.value("session", "");
       out.header.date = fresh.date;
       out.header.version = header.value("version", proto::kProtocolVersion);
-      out.parent_header = record.header;
-      out.metadata = record.metadata.is_object() ? record.metadata : json::object();
-      out.content = record.content.is_object() ? record.content : json::object();
+      out.parent_header = header;
+      out.metadata = record.metadata.json().is_object() ? record.metadata.json() : json::object();
+      out.content = record.content.json().is_object() ? record.content.json() : json::object();
       for (const auto& b : record.buffers)
         out.buffers.push_back(proto::to_frame(b));
       proto::send_frames(s_.resubmit, session_.serialize(std::move(out)));

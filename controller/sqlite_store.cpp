@@ -647,6 +647,14 @@ class SqliteStore final : public TaskStore {
       keep.push_back(j.dump(-1, ' ', false, json::error_handler_t::replace));
       return bind_text(st, param, keep.back());
     };
+    // A field still holding the text it was received as is stored as that text: no parse and
+    // dump. (Text that is not valid JSON reads back as null, as it would have read here.)
+    auto lazy_json_text = [&](const LazyJson& j) {
+      if (const std::optional<std::string_view> t = j.text()) {
+        return sqlite3_bind_text64(st, param, t->data(), t->size(), SQLITE_STATIC, SQLITE_UTF8);
+      }
+      return json_text(j.json());
+    };
     auto blob = [&](const std::vector<Bytes>& buffers) {
       if (buffers.empty()) return sqlite3_bind_null(st, param);
       keep.push_back(encode_buffers(buffers));
@@ -656,11 +664,11 @@ class SqliteStore final : public TaskStore {
       case 0:
         return bind_text(st, param, r.msg_id);
       case 1:
-        return json_text(r.header);
+        return lazy_json_text(r.header);
       case 2:
-        return json_text(r.metadata);
+        return lazy_json_text(r.metadata);
       case 3:
-        return json_text(r.content);
+        return lazy_json_text(r.content);
       case 4:
         return blob(r.buffers);
       case 5:
@@ -678,11 +686,11 @@ class SqliteStore final : public TaskStore {
       case 11:
         return date(r.received);
       case 12:
-        return json_text(r.result_header);
+        return lazy_json_text(r.result_header);
       case 13:
-        return json_text(r.result_metadata);
+        return lazy_json_text(r.result_metadata);
       case 14:
-        return json_text(r.result_content);
+        return lazy_json_text(r.result_content);
       case 15:
         return blob(r.result_buffers);
       case 16:

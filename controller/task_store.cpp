@@ -88,17 +88,17 @@ Kind kind_of(Field f) {
 const json& json_field(const TaskRecord& r, Field f) {
   switch (f) {
     case Field::kHeader:
-      return r.header;
+      return r.header.json();
     case Field::kMetadata:
-      return r.metadata;
+      return r.metadata.json();
     case Field::kContent:
-      return r.content;
+      return r.content.json();
     case Field::kResultHeader:
-      return r.result_header;
+      return r.result_header.json();
     case Field::kResultMetadata:
-      return r.result_metadata;
+      return r.result_metadata.json();
     case Field::kResultContent:
-      return r.result_content;
+      return r.result_content.json();
     case Field::kExecuteResult:
       return r.execute_result;
     case Field::kError:
@@ -316,6 +316,52 @@ std::optional<Error> add_condition(std::vector<detail::Condition>& out, Field fi
 }
 
 }  // namespace
+
+LazyJson& LazyJson::operator=(nlohmann::json value) {
+  text_.reset();
+  value_ = std::move(value);
+  unparsed_ = false;
+  return *this;
+}
+
+bool LazyJson::looks_like_object(std::string_view text) {
+  // JSON's whitespace.
+  constexpr std::string_view kSpace = " \t\n\r";
+  const std::size_t first = text.find_first_not_of(kSpace);
+  const std::size_t last = text.find_last_not_of(kSpace);
+  return first != std::string_view::npos && last > first && text[first] == '{' && text[last] == '}';
+}
+
+LazyJson LazyJson::from_text(Bytes text) {
+  LazyJson out;
+  const std::string_view chars(reinterpret_cast<const char*>(text.data()), text.size());
+  if (looks_like_object(chars)) {
+    out.text_ = std::move(text);
+    out.unparsed_ = true;
+  }
+  return out;
+}
+
+const nlohmann::json& LazyJson::json() const {
+  if (unparsed_) {
+    unparsed_ = false;
+    const auto* begin = reinterpret_cast<const char*>(text_->data());
+    nlohmann::json value = nlohmann::json::parse(begin, begin + text_->size(), nullptr, false);
+    if (value.is_object()) {
+      value_ = std::move(value);
+    } else {
+      // Not valid JSON (text between braces that parses is an object): null, and text() must
+      // no longer offer the text as the value.
+      text_.reset();
+    }
+  }
+  return value_;
+}
+
+std::optional<std::string_view> LazyJson::text() const {
+  if (!text_) return std::nullopt;
+  return std::string_view(reinterpret_cast<const char*>(text_->data()), text_->size());
+}
 
 std::size_t TaskRecord::buffer_bytes() const {
   std::size_t n = 0;

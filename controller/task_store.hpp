@@ -9,6 +9,7 @@
 // Thread-safety: none. The store belongs to the hub thread.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -16,6 +17,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,15 +33,72 @@ namespace ipcpp::controller {
 
 namespace detail {
 struct CompiledQuery;  // RecordQuery's parsed conditions (task_store.cpp)
+// nlohmann::json itself, however referred to.
+template <class T>
+concept JsonTree = std::same_as<std::remove_cvref_t<T>, nlohmann::json>;
 }  // namespace detail
 
+// A JSON field of a TaskRecord that is parsed only when someone looks at it.
+//
+// The hub records a copy of every request and reply, but most records are never queried:
+// parsing their frames and building JSON trees for them would cost about a third of the
+// controller's time per task. So a LazyJson holds one of:
+//   - nothing: the value is null (a default-constructed LazyJson);
+//   - a tree: the value, as assigned from nlohmann::json;
+//   - text: the JSON text of a frame as received (shared with the frame, not copied), parsed
+//     on the first call to json() and cached.
+// Text that is not a valid JSON object reads as null, silently: whoever receives a frame is the
+// one to complain about it (the hub does, when it cannot read what it needs from the frame).
+//
+// Copies share the text; a tree (or a parsed text) is copied with them.
+// Thread-safety: none; json() fills a cache, so even const use needs one thread (the hub's).
+class LazyJson {
+ public:
+  LazyJson() = default;
+  // Implicit, so that a tree goes wherever a LazyJson is wanted. Only nlohmann::json itself
+  // converts (not the braced lists nlohmann::json takes), so that `field = {{"key", value}}`
+  // means the assignment below and is not ambiguous.
+  template <detail::JsonTree Json>
+  LazyJson(Json&& value) : value_(std::forward<Json>(value)) {}
+  LazyJson& operator=(nlohmann::json value);
+
+  // The value of `text`, a JSON object's text, parsed when first needed. Text that cannot be
+  // one (it does not start with '{' and end with '}', spaces aside) is dropped at once: the
+  // value is null.
+  static LazyJson from_text(Bytes text);
+  // True when `text` starts with '{' and ends with '}', spaces aside: the shape of a JSON
+  // object, checked without parsing (the text between may still be invalid).
+  static bool looks_like_object(std::string_view text);
+
+  // The value: null, the tree assigned, or the text parsed (null when it is not a valid JSON
+  // object). The first call on text parses it; the result is kept.
+  const nlohmann::json& json() const;
+  // The JSON text as received, when the value is still that text: writers can use it as it is
+  // instead of dumping json(). nullopt for null, for a tree, and for text that failed to parse.
+  // Not checked: text never parsed may still turn out invalid.
+  std::optional<std::string_view> text() const;
+  // True when json() will not parse (for tests and diagnostics).
+  bool is_parsed() const { return !unparsed_; }
+
+ private:
+  // (Not std::optional<nlohmann::json>: instantiating it here would clash with the
+  // adl_serializer<std::optional<T>> that proto/messages.hpp declares.)
+  // The received text; reset when it does not parse. Mutable for json()'s sake.
+  mutable std::optional<Bytes> text_;
+  // The value: null, the tree, or text_ once parsed.
+  mutable nlohmann::json value_;
+  // True while text_ waits for its first parse (value_ is null until then).
+  mutable bool unparsed_ = false;
+};
+
 // One request and its result: the fields of ipyparallel's TaskRecord. JSON fields are null when
-// unset; buffers are shared, never copied.
+// unset; buffers are shared, never copied. The request's and the reply's dicts are LazyJson:
+// the hub stores the frames' text and nothing parses it until a query needs it.
 struct TaskRecord {
   std::string msg_id;
-  nlohmann::json header = nullptr;            // the request's header
-  nlohmann::json metadata = nullptr;          // the request's metadata
-  nlohmann::json content = nullptr;           // the request's content
+  LazyJson header;                            // the request's header
+  LazyJson metadata;                          // the request's metadata
+  LazyJson content;                           // the request's content
   std::vector<Bytes> buffers;                 // the request's buffers
   std::optional<proto::Timestamp> submitted;  // the request header's date
   std::optional<std::string> client_uuid;     // the request header's session
@@ -46,9 +107,9 @@ struct TaskRecord {
   std::optional<proto::Timestamp> completed;  // reply header date
   std::optional<std::string> resubmitted;     // msg_id of the resubmitted copy
   std::optional<proto::Timestamp> received;   // when the hub got the reply
-  nlohmann::json result_header = nullptr;
-  nlohmann::json result_metadata = nullptr;
-  nlohmann::json result_content = nullptr;
+  LazyJson result_header;
+  LazyJson result_metadata;
+  LazyJson result_content;
   std::vector<Bytes> result_buffers;
   std::optional<std::string> queue;          // "mux" or "task"
   std::optional<std::string> execute_input;  // the code of an execute_request (iopub)

@@ -297,6 +297,18 @@ TEST_CASE("client: output, metadata, and the controller's records") {
   const json records = rc.db_query(json{{"msg_id", r.msg_ids()[1]}}, {"msg_id", "engine_uuid"});
   REQUIRE(records.size() == 1);
   CHECK(records[0]["engine_uuid"].is_string());
+  // The request's and reply's dicts, which the hub kept as the frames' text: parsed now.
+  const json dicts = rc.db_query(
+      json{{"msg_id", r.msg_ids()[1]}, {"result_metadata", {{"$ne", nullptr}}}},
+      {"header", "metadata", "content", "result_header", "result_metadata", "result_content"});
+  REQUIRE(dicts.size() == 1);
+  CHECK(dicts[0]["header"]["msg_id"] == r.msg_ids()[1]);
+  CHECK(dicts[0]["header"]["msg_type"] == "apply_request");
+  CHECK(dicts[0]["metadata"].is_object());
+  CHECK(dicts[0]["content"].is_object());
+  CHECK(dicts[0]["result_header"]["msg_type"] == "apply_reply");
+  CHECK(dicts[0]["result_metadata"]["status"] == "ok");
+  CHECK(dicts[0]["result_content"]["status"] == "ok");
 
   auto minus = rc[0].apply_async("minus", 10, 3);
   minus.get(kWait);

@@ -17,9 +17,12 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
+#include <zmq.hpp>
 
 #include "controller/task_store.hpp"
 #include "proto/clock.hpp"
+#include "proto/payload.hpp"
 #include "support/files.hpp"
 #include "support/small_disk.hpp"
 #include "support/temp_dir.hpp"
@@ -38,6 +41,7 @@ std::string numbered(std::string_view prefix, long i) {
 
 namespace fs = std::filesystem;
 using ipcpp::Bytes;
+using ipcpp::controller::LazyJson;
 using ipcpp::controller::make_task_store;
 using ipcpp::controller::record_to_json;
 using ipcpp::controller::RecordQuery;
@@ -316,6 +320,176 @@ TEST_CASE("a task store record's buffer_bytes counts its buffers and result buff
   const TaskRecord r = full_record();
   CHECK(r.buffer_bytes() == 7 + 0 + 70000 + 3);
   CHECK(TaskRecord{}.buffer_bytes() == 0);
+}
+
+namespace {
+
+// `text` as a received frame's bytes, shared as the hub shares them.
+Bytes frame_bytes(std::string_view text) {
+  return ipcpp::proto::to_bytes(zmq::message_t(text.data(), text.size()));
+}
+
+const char* chars_of(const Bytes& b) {
+  return reinterpret_cast<const char*>(b.data());
+}
+
+}  // namespace
+
+TEST_CASE("a lazy JSON field keeps the text it was given and parses it when first read") {
+  const std::string text = R"({ "msg_id" : "m1", "n": [1, {"x": null}], "s": "caf\u00e9" })";
+  const Bytes frame = frame_bytes(text);
+  const LazyJson field = LazyJson::from_text(frame);
+  CHECK_FALSE(field.is_parsed());
+  REQUIRE(field.text().has_value());
+  CHECK(*field.text() == text);
+  CHECK(field.text()->data() == chars_of(frame));  // the frame's bytes, not a copy
+
+  SUBCASE("read, it is parsed once and still offers its text") {
+    const json want = {{"msg_id", "m1"}, {"n", {1, {{"x", nullptr}}}}, {"s", "caf\xc3\xa9"}};
+    CHECK(field.json() == want);
+    CHECK(field.is_parsed());
+    CHECK(&field.json() == &field.json());
+    REQUIRE(field.text().has_value());
+    CHECK(*field.text() == text);
+  }
+  SUBCASE("copies share the text and are parsed on their own") {
+    const LazyJson copy = field;
+    REQUIRE(copy.text().has_value());
+    CHECK(copy.text()->data() == chars_of(frame));
+    CHECK(copy.json()["msg_id"] == "m1");
+    CHECK(copy.is_parsed());
+    CHECK_FALSE(field.is_parsed());
+  }
+  SUBCASE("spaces around the object are kept as received") {
+    const LazyJson spaced = LazyJson::from_text(frame_bytes(" \n{\"a\": 1}\t"));
+    REQUIRE(spaced.text().has_value());
+    CHECK(*spaced.text() == " \n{\"a\": 1}\t");
+    CHECK(spaced.json() == json{{"a", 1}});
+  }
+}
+
+TEST_CASE("a lazy JSON field whose text is not a valid JSON object reads as null") {
+  SUBCASE("text not shaped like an object is dropped at once") {
+    for (std::string_view bad : {"", "  ", "[1, 2]", "\"text\"", "null", "42", "{", "}", "{}x"}) {
+      CAPTURE(bad);
+      const LazyJson field = LazyJson::from_text(bytes(bad));
+      CHECK(field.is_parsed());
+      CHECK_FALSE(field.text().has_value());
+      CHECK(field.json().is_null());
+    }
+  }
+  SUBCASE("invalid text between braces is kept until read, then null") {
+    for (std::string_view bad :
+         {"{\"a\": }", "{} {}", "{\"a\": 1,}", "{\"a\" 1}", "{\"s\": \"\xff\"}", "{[}"}) {
+      CAPTURE(bad);
+      const LazyJson field = LazyJson::from_text(bytes(bad));
+      CHECK_FALSE(field.is_parsed());
+      CHECK(field.text().has_value());
+      CHECK(field.json().is_null());
+      CHECK(field.is_parsed());
+      CHECK_FALSE(field.text().has_value());  // no longer offered as the value's text
+    }
+  }
+}
+
+TEST_CASE("a lazy JSON field is null by default and assigned from JSON trees and braced lists") {
+  TaskRecord r;
+  for (const LazyJson* field : {&r.header, &r.metadata, &r.content, &r.result_header,
+                                &r.result_metadata, &r.result_content}) {
+    CHECK(field->json().is_null());
+    CHECK_FALSE(field->text().has_value());
+    CHECK(field->is_parsed());
+  }
+  r.header = LazyJson::from_text(bytes(R"({"msg_id": "old"})"));
+  r.header = json{{"msg_id", "new"}};
+  CHECK_FALSE(r.header.text().has_value());
+  CHECK(r.header.json() == json{{"msg_id", "new"}});
+  r.content = {{"status", "ok"}};
+  CHECK(r.content.json() == json{{"status", "ok"}});
+  r.metadata = {{"a", 1}, {"b", {1, 2}}};
+  CHECK(r.metadata.json() == json{{"a", 1}, {"b", {1, 2}}});
+  r.result_content = json::array({1, 2});  // a tree is kept as given, object or not
+  CHECK(r.result_content.json() == json::array({1, 2}));
+  r.result_content = nullptr;
+  CHECK(r.result_content.json().is_null());
+  const json tree = {{"k", "v"}};
+  const LazyJson from_tree = tree;
+  CHECK(from_tree.json() == tree);
+
+  // TaskRecord stays copyable and movable, the text shared by the copies.
+  r.result_header = LazyJson::from_text(frame_bytes(R"({"msg_type": "apply_reply"})"));
+  const TaskRecord copy = r;
+  REQUIRE(copy.result_header.text().has_value());
+  CHECK(copy.result_header.text()->data() == r.result_header.text()->data());
+  TaskRecord moved = std::move(r);
+  CHECK(moved.result_header.json()["msg_type"] == "apply_reply");
+  CHECK(moved.header.json() == json{{"msg_id", "new"}});
+}
+
+TEST_CASE("task store records with unparsed JSON fields are queried, kept and written as text") {
+  // What the hub records: the frames' text, as the peers wrote it.
+  const std::string header_text = R"({"msg_id": "lazy", "msg_type":"apply_request",  "x": 1})";
+  const std::string result_text = R"({"status" : "ok", "value": "caf\u00e9"})";
+  const std::string metadata_text = R"({"targets": [1,})";  // not JSON: reads as null
+  auto lazy_record = [&] {
+    TaskRecord r = completed("lazy");
+    r.header = LazyJson::from_text(frame_bytes(header_text));
+    r.metadata = LazyJson::from_text(frame_bytes(metadata_text));
+    r.result_content = LazyJson::from_text(frame_bytes(result_text));
+    return r;
+  };
+  const TaskRecord r = lazy_record();
+  const json j = record_to_json(r, {"header", "metadata", "result_content"});
+  CHECK(j["header"] == json{{"msg_id", "lazy"}, {"msg_type", "apply_request"}, {"x", 1}});
+  CHECK(j["metadata"].is_null());
+  CHECK(j["result_content"] == json{{"status", "ok"}, {"value", "caf\xc3\xa9"}});
+  CHECK(query({{"result_content", {{"status", "ok"}, {"value", "caf\xc3\xa9"}}}}).matches(r));
+  CHECK(query({{"metadata", nullptr}}).matches(lazy_record()));
+
+  SUBCASE("the memory store keeps them unparsed, also when it culls") {
+    auto store = make_task_store(TaskStoreOptions{.kind = "memory", .record_limit = 2});
+    REQUIRE(store->put(lazy_record()).ok());
+    const auto got = store->get("lazy");
+    REQUIRE(got.has_value());
+    CHECK_FALSE(got->header.is_parsed());
+    CHECK_FALSE(got->metadata.is_parsed());
+    CHECK_FALSE(got->result_content.is_parsed());
+    check_same(*got, r);
+    REQUIRE(store->put(completed("c1")).ok());
+    REQUIRE(store->put(completed("c2")).ok());
+    CHECK(find_ids(*store, json::object()) == Ids{"c1", "c2"});
+  }
+  SUBCASE("the sqlite store writes their text as it came, and reads it back") {
+    TempDir dir;
+    const fs::path path = dir.path() / "tasks.db";
+    {
+      auto store = make_task_store(TaskStoreOptions{.kind = "sqlite", .sqlite_path = path});
+      REQUIRE(store->put(lazy_record()).ok());
+    }
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db,
+                               "SELECT header, metadata, result_content, result_header FROM "
+                               "ipcpp_tasks WHERE msg_id = 'lazy'",
+                               -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    auto column = [st](int i) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i)),
+                         static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+    };
+    CHECK(column(0) == header_text);
+    CHECK(column(1) == metadata_text);
+    CHECK(column(2) == result_text);
+    CHECK(sqlite3_column_type(st, 3) == SQLITE_NULL);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    auto store = make_task_store(TaskStoreOptions{.kind = "sqlite", .sqlite_path = path});
+    const auto got = store->get("lazy");
+    REQUIRE(got.has_value());
+    check_same(*got, r);
+  }
 }
 
 TEST_CASE("record_to_json gives every task store field but the buffers, dates as ISO text") {
