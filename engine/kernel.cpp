@@ -13,6 +13,7 @@
 #include "proto/clock.hpp"
 #include "proto/messages.hpp"
 #include "proto/payload.hpp"
+#include "proto/peek.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::engine {
@@ -157,11 +158,63 @@ void Kernel::run() {
   }
 }
 
+namespace {
+
+std::string_view frame_view(const zmq::message_t& m) {
+  return {static_cast<const char*>(m.data()), m.size()};
+}
+
+// True when `text` is shaped like a JSON object, '{' ... '}' (spaces aside): the parse that a
+// peek replaces would reject anything else.
+bool object_shaped(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '{' && text[last] == '}';
+}
+
+// An apply_request read by peeking instead of parsing, when it is the plain kind nearly every
+// task is: the engine needs its msg_id and msg_type, and three metadata keys only broadcasts
+// carry; its content is {} (the call travels in the buffers). nullopt, with `wire` untouched,
+// for anything else: the caller parses it.
+std::optional<proto::Message> plain_apply_request(proto::WireMessage& wire) {
+  const auto type = proto::peek_string(frame_view(wire.header), "msg_type");
+  if (!type.found() || type.value != mt::kApplyRequest) return std::nullopt;
+  const auto msg_id = proto::peek_string(frame_view(wire.header), "msg_id");
+  const std::string_view metadata = frame_view(wire.metadata);
+  if (!msg_id.found() || msg_id.value.empty() || frame_view(wire.content) != "{}" ||
+      !object_shaped(frame_view(wire.header)) || !object_shaped(frame_view(wire.parent_header)) ||
+      !object_shaped(metadata)) {
+    return std::nullopt;
+  }
+  for (const std::string_view broadcast_key :
+       {"is_broadcast", "is_coalescing", "original_msg_id"}) {
+    if (metadata.find(broadcast_key) != std::string_view::npos) return std::nullopt;
+  }
+  proto::Message m;
+  m.header.msg_id = msg_id.value;
+  m.header.msg_type = type.value;
+  m.identities = std::move(wire.identities);
+  m.raw_header = std::move(wire.header);
+  m.buffers = std::move(wire.buffers);
+  return m;
+}
+
+}  // namespace
+
 void Kernel::receive_queued() {
   for (;;) {
     auto frames = proto::recv_frames(sockets_.shell, zmq::recv_flags::dontwait);
     if (frames.empty()) return;
-    auto message = session_.decode(std::move(frames));
+    auto wire = session_.authenticate(std::move(frames));
+    if (!wire) {
+      log_->warn("dropped a message on the shell socket: {}", wire.error().reason);
+      continue;
+    }
+    if (auto plain = plain_apply_request(*wire)) {
+      queue_.push_back(std::move(*plain));
+      continue;
+    }
+    auto message = proto::Session::parse(std::move(wire).value());
     if (!message) {
       log_->warn("dropped a message on the shell socket: {}", message.error().reason);
       continue;
