@@ -50,6 +50,50 @@ class RedirectStandardStreams {
   std::streambuf* err_;
 };
 
+// "apply_request" -> "apply_reply" (the engine answers only *_request types).
+std::string reply_type_of(const std::string& request_type) {
+  return request_type.substr(0, request_type.size() - std::string_view("request").size()) + "reply";
+}
+
+std::string_view frame_view(const zmq::message_t& m) {
+  return {static_cast<const char*>(m.data()), m.size()};
+}
+
+// True when `text` is shaped like a JSON object, '{' ... '}' (spaces aside): the parse that a
+// peek replaces would reject anything else.
+bool object_shaped(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '{' && text[last] == '}';
+}
+
+// An apply_request read by peeking instead of parsing, when it is the plain kind nearly every
+// task is: the engine needs its msg_id and msg_type, and three metadata keys only broadcasts
+// carry; its content is {} (the call travels in the buffers). nullopt, with `wire` untouched,
+// for anything else: the caller parses it.
+std::optional<proto::Message> plain_apply_request(proto::WireMessage& wire) {
+  const auto type = proto::peek_string(frame_view(wire.header), "msg_type");
+  if (!type.found() || type.value != mt::kApplyRequest) return std::nullopt;
+  const auto msg_id = proto::peek_string(frame_view(wire.header), "msg_id");
+  const std::string_view metadata = frame_view(wire.metadata);
+  if (!msg_id.found() || msg_id.value.empty() || frame_view(wire.content) != "{}" ||
+      !object_shaped(frame_view(wire.header)) || !object_shaped(frame_view(wire.parent_header)) ||
+      !object_shaped(metadata)) {
+    return std::nullopt;
+  }
+  for (const std::string_view broadcast_key :
+       {"is_broadcast", "is_coalescing", "original_msg_id"}) {
+    if (metadata.find(broadcast_key) != std::string_view::npos) return std::nullopt;
+  }
+  proto::Message m;
+  m.header.msg_id = msg_id.value;
+  m.header.msg_type = type.value;
+  m.identities = std::move(wire.identities);
+  m.raw_header = std::move(wire.header);
+  m.buffers = std::move(wire.buffers);
+  return m;
+}
+
 }  // namespace
 
 TaskFailure current_failure() {
@@ -158,49 +202,6 @@ void Kernel::run() {
   }
 }
 
-namespace {
-
-std::string_view frame_view(const zmq::message_t& m) {
-  return {static_cast<const char*>(m.data()), m.size()};
-}
-
-// True when `text` is shaped like a JSON object, '{' ... '}' (spaces aside): the parse that a
-// peek replaces would reject anything else.
-bool object_shaped(std::string_view text) {
-  const auto first = text.find_first_not_of(" \t\r\n");
-  const auto last = text.find_last_not_of(" \t\r\n");
-  return first != std::string_view::npos && text[first] == '{' && text[last] == '}';
-}
-
-// An apply_request read by peeking instead of parsing, when it is the plain kind nearly every
-// task is: the engine needs its msg_id and msg_type, and three metadata keys only broadcasts
-// carry; its content is {} (the call travels in the buffers). nullopt, with `wire` untouched,
-// for anything else: the caller parses it.
-std::optional<proto::Message> plain_apply_request(proto::WireMessage& wire) {
-  const auto type = proto::peek_string(frame_view(wire.header), "msg_type");
-  if (!type.found() || type.value != mt::kApplyRequest) return std::nullopt;
-  const auto msg_id = proto::peek_string(frame_view(wire.header), "msg_id");
-  const std::string_view metadata = frame_view(wire.metadata);
-  if (!msg_id.found() || msg_id.value.empty() || frame_view(wire.content) != "{}" ||
-      !object_shaped(frame_view(wire.header)) || !object_shaped(frame_view(wire.parent_header)) ||
-      !object_shaped(metadata)) {
-    return std::nullopt;
-  }
-  for (const std::string_view broadcast_key :
-       {"is_broadcast", "is_coalescing", "original_msg_id"}) {
-    if (metadata.find(broadcast_key) != std::string_view::npos) return std::nullopt;
-  }
-  proto::Message m;
-  m.header.msg_id = msg_id.value;
-  m.header.msg_type = type.value;
-  m.identities = std::move(wire.identities);
-  m.raw_header = std::move(wire.header);
-  m.buffers = std::move(wire.buffers);
-  return m;
-}
-
-}  // namespace
-
 void Kernel::receive_queued() {
   for (;;) {
     auto frames = proto::recv_frames(sockets_.shell, zmq::recv_flags::dontwait);
@@ -293,8 +294,7 @@ void Kernel::reply(Request& r, json content, const std::string& status,
   md.is_coalescing = m.metadata.value("is_coalescing", false);
   md.original_msg_id = m.metadata.value("original_msg_id", std::string());
   if (status == "error") md.engine_info = json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}};
-  std::string type = m.msg_type();
-  type.replace(type.size() - std::string_view("request").size(), std::string_view::npos, "reply");
+  const std::string type = reply_type_of(m.msg_type());
   proto::send_frames(sockets_.shell, session_.build(std::move(r.message.identities), type, content,
                                                     r.parent, json(md), std::move(buffers)));
 }
@@ -316,8 +316,7 @@ void Kernel::reply_ok(Request& r, std::vector<zmq::message_t> buffers) {
   md.append(R"(,"is_broadcast":false,"is_coalescing":false,"original_msg_id":"","started":")");
   md.append(r.started);
   md.append(R"(","status":"ok"})");
-  std::string type = r.message.msg_type();
-  type.replace(type.size() - std::string_view("request").size(), std::string_view::npos, "reply");
+  const std::string type = reply_type_of(r.message.msg_type());
   proto::send_frames(sockets_.shell,
                      session_.build_text(std::move(r.message.identities), type,
                                          R"({"status":"ok"})", r.parent, md, std::move(buffers)));
