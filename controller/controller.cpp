@@ -251,6 +251,13 @@ void Controller::start() {
   HeartbeatOptions heart_options{options_.heartbeat_period, options_.heartbeat_misses};
   TaskSchedulerOptions task_options{options_.scheme, options_.hwm};
 
+  // The monitor SUB is bound and every thread's PUB connects to it: the SUB takes those
+  // connections on, and sends them its subscription, only when it next processes its
+  // commands. Until then a PUB drops what it sends (nobody has subscribed). Do it now, before
+  // any thread runs: the heartbeat thread reports the hearts of engines registered before a
+  // --reuse restart at once, and a lost report left such an engine unregistered.
+  (void)hub.monitor.get(zmq::sockopt::events);
+
   threads_.emplace_back(run_hub, std::move(hub), std::move(hub_options), std::move(store), session,
                         log);
   threads_.emplace_back(run_heartbeat, std::move(heart), heart_options, session, log);
