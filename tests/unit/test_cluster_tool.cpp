@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "profiles/config_templates.hpp"
+#include "support/cluster_profile.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/python_cluster.hpp"
@@ -23,150 +24,9 @@
 namespace {
 
 namespace fs = std::filesystem;
-using ipcpp::test::Process;
-using ipcpp::test::read_text;
-using ipcpp::test::wait_until;
+using namespace ipcpp::test;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-// Engines register within a heartbeat period or two.
-const std::string kFastController = "--controller-arg=--ping=200";
-
-std::string cluster_tool() {
-  return ipcpp::test::tool_path("ipcpp-cluster");
-}
-
-ipcpp::test::ProcessOptions isolated(const ipcpp::test::TempDir& tmp) {
-  ipcpp::test::ProcessOptions options;
-  options.env["IPYTHONDIR"] = (tmp.path() / "ipython").string();
-  options.env["HOME"] = tmp.path().string();
-  return options;
-}
-
-std::string host_name() {
-  char name[256] = {};
-  REQUIRE(::gethostname(name, sizeof name - 1) == 0);
-  return name;
-}
-
-// True if `pid` runs (a zombie has ended) and its argv[0] is `program`.
-bool runs(pid_t pid, const std::string& program) {
-  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  if (stat[close + 2] == 'Z' || stat[close + 2] == 'X') return false;
-  const std::string cmdline = read_text("/proc/" + std::to_string(pid) + "/cmdline");
-  return cmdline.substr(0, cmdline.find('\0')) == program;
-}
-
-struct Recorded {
-  pid_t pid;
-  std::string program;
-  std::string role;
-};
-
-// Every process a state file records (the controller and each engine).
-std::vector<Recorded> recorded_processes(const json& state) {
-  std::vector<Recorded> processes;
-  const json& controller = state.at("controller");
-  processes.push_back(
-      {controller.at("pid").get<pid_t>(), controller.at("command").at(0), "controller"});
-  for (const auto& [id, set] : state.at("engine_sets").items()) {
-    for (const json& engine : set.at("engines"))
-      processes.push_back({engine.at("pid").get<pid_t>(), set.at("command").at(0), "engine"});
-  }
-  return processes;
-}
-
-// A profile for one test, and the cluster processes started in it: whatever the test does,
-// the destructor SIGKILLs every process it has seen in the state file that still runs its
-// recorded program (never another process that got the pid later).
-class ClusterProfile {
- public:
-  ClusterProfile() : options_(isolated(tmp_)), dir_(tmp_.path() / "profile_cluster") {}
-  ~ClusterProfile() {
-    remember();
-    for (const Recorded& p : seen_) {
-      if (runs(p.pid, p.program)) ::kill(p.pid, SIGKILL);
-    }
-  }
-  ClusterProfile(const ClusterProfile&) = delete;
-  ClusterProfile& operator=(const ClusterProfile&) = delete;
-
-  const fs::path& dir() const { return dir_; }
-  const ipcpp::test::ProcessOptions& options() const { return options_; }
-  fs::path state_file() const { return dir_ / "security" / "ipcpp-cluster.json"; }
-
-  // Runs ipcpp-cluster SUBCOMMAND --profile-dir DIR ARGS... to completion.
-  ipcpp::test::RunResult run(const std::string& subcommand, std::vector<std::string> args = {}) {
-    std::vector<std::string> argv = {cluster_tool(), subcommand, "--profile-dir", dir_.string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto result = ipcpp::test::run(argv, options_, 120s);
-    remember();
-    return result;
-  }
-
-  // Starts ipcpp-cluster SUBCOMMAND --profile-dir DIR ARGS... and returns at once.
-  Process spawn(const std::string& subcommand, std::vector<std::string> args = {}) {
-    std::vector<std::string> argv = {cluster_tool(), subcommand, "--profile-dir", dir_.string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return Process(argv, options_);
-  }
-
-  // The state file's JSON (null when there is none), remembering its processes.
-  json state(const std::string& cluster_id = "") {
-    const fs::path file = cluster_id.empty()
-                              ? state_file()
-                              : dir_ / "security" / ("ipcpp-cluster-" + cluster_id + ".json");
-    const std::string text = read_text(file);
-    if (!json::accept(text)) return nullptr;
-    json state = json::parse(text);
-    for (const Recorded& p : recorded_processes(state))
-      seen_.push_back(p);
-    return state;
-  }
-  // Remembers the processes of every state file of the profile.
-  void remember() {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir_ / "security", ec)) {
-      const std::string name = entry.path().filename().string();
-      if (!name.starts_with("ipcpp-cluster")) continue;
-      const std::string text = read_text(entry.path());
-      if (!json::accept(text)) continue;
-      for (const Recorded& p : recorded_processes(json::parse(text)))
-        seen_.push_back(p);
-    }
-  }
-
- private:
-  ipcpp::test::TempDir tmp_;
-  ipcpp::test::ProcessOptions options_;
-  fs::path dir_;
-  std::vector<Recorded> seen_;
-};
-
-bool all_running(const std::vector<Recorded>& processes) {
-  for (const Recorded& p : processes) {
-    if (!runs(p.pid, p.program)) return false;
-  }
-  return true;
-}
-
-bool none_running(const std::vector<Recorded>& processes) {
-  for (const Recorded& p : processes) {
-    if (runs(p.pid, p.program)) return false;
-  }
-  return true;
-}
-
-std::vector<fs::path> files_in(const fs::path& dir, const std::string& prefix) {
-  std::vector<fs::path> files;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().starts_with(prefix)) files.push_back(entry.path());
-  }
-  return files;
-}
 
 }  // namespace
 
