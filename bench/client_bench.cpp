@@ -171,7 +171,7 @@ Floor measure_floor(int round_trips, int messages) {
 
 // The cluster running now, for the signal thread: it is stopped on Ctrl-C.
 std::mutex g_cluster_mu;
-ipcpp::cluster::LocalCluster* g_cluster = nullptr;
+ipcpp::cluster::Cluster* g_cluster = nullptr;
 
 class TempDir {
  public:
@@ -278,7 +278,7 @@ class BenchCluster {
   }
 
   TempDir dir_;
-  ipcpp::cluster::LocalCluster cluster_;
+  ipcpp::cluster::Cluster cluster_;
   ipcpp::cluster::ClusterState state_;
   std::optional<ipcpp::Client> client_;
 };

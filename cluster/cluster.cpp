@@ -88,57 +88,67 @@ fs::path state_file_path(const fs::path& profile_dir, const std::string& cluster
                              : "ipcpp-cluster-" + cluster_id + ".json");
 }
 
-LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   if (options_.profile_dir.empty()) throw ClusterError(kExitFailure, "no profile directory");
   options_.profile_dir = profiles::Profile::at(options_.profile_dir).dir();
   state_file_ = state_file_path(options_.profile_dir, options_.cluster_id);
 }
 
-void LocalCluster::say(const std::string& message) const {
+void Cluster::say(const std::string& message) const {
   if (options_.log) options_.log->info("{}", message);
 }
 
-void LocalCluster::debug(const std::string& message) const {
+void Cluster::debug(const std::string& message) const {
   if (options_.log) options_.log->debug("{}", message);
 }
 
-bool LocalCluster::interrupted() const {
+bool Cluster::interrupted() const {
   return options_.interrupt_fd >= 0 && wait_readable(options_.interrupt_fd, milliseconds(0));
 }
 
-fs::path LocalCluster::program(const std::string& name) const {
+fs::path Cluster::program(const std::string& name) const {
   const fs::path first = options_.program_dir.empty() ? own_program_dir() : options_.program_dir;
   return find_program(name, first);
 }
 
-std::size_t LocalCluster::engine_count(const EngineOptions& options) const {
+std::size_t Cluster::engine_count(const EngineOptions& options) const {
   if (options.n > 0) return options.n;
   return std::max(1U, std::thread::hardware_concurrency());
 }
 
-std::vector<std::string> LocalCluster::engine_command(const fs::path& program,
-                                                      const EngineOptions& options) const {
+std::vector<std::string> Cluster::engine_command(const fs::path& program,
+                                                 const EngineOptions& options) const {
   std::vector<std::string> command = {program.string(), "--profile-dir",
                                       options_.profile_dir.string()};
-  if (!options_.cluster_id.empty()) {
-    command.insert(command.end(), {"--cluster-id", options_.cluster_id});
-  }
-  for (const std::string& lib : options.load) {
-    const fs::path path = fs::absolute(lib);
-    std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) {
-      throw ClusterError(kExitFailure, "cannot load the task library " + path.string() + ": " +
-                                           (ec                     ? ec.message()
-                                            : fs::exists(path, ec) ? "not a regular file"
-                                                                   : "No such file or directory"));
-    }
-    command.insert(command.end(), {"--load", path.string()});
-  }
-  command.insert(command.end(), options.args.begin(), options.args.end());
+  const std::vector<std::string> args = engine_args(options, true);
+  command.insert(command.end(), args.begin(), args.end());
   return command;
 }
 
-std::optional<int> LocalCluster::exited(pid_t pid) {
+void Cluster::check_engine_options(const EngineOptions& options) const {
+  switch (options.launcher) {
+    case Launcher::kSsh:
+      if (options.ssh.hosts.empty()) {
+        throw ClusterError(kExitFailure, "no ssh host: give --hosts or --hosts-file");
+      }
+      return;
+    case Launcher::kMpi:
+      program(options.mpi.mpiexec);
+      break;
+    case Launcher::kSlurm:
+      program("sbatch");
+      break;
+    case Launcher::kPbs:
+    case Launcher::kSge:
+      program("qsub");
+      break;
+    case Launcher::kLocal:
+      break;
+  }
+  engine_command(program(options.program), options);
+}
+
+std::optional<int> Cluster::exited(pid_t pid) {
   const auto child = std::find_if(children_.begin(), children_.end(),
                                   [pid](const Launched& c) { return c.pid == pid; });
   if (child != children_.end()) {
@@ -150,7 +160,7 @@ std::optional<int> LocalCluster::exited(pid_t pid) {
   return -1;
 }
 
-void LocalCluster::wait_for_controller(const Launched& controller, Seconds timeout) {
+void Cluster::wait_for_controller(const Launched& controller, Seconds timeout) {
   const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
   const fs::path pid_file = controller_pid_file(options_.profile_dir, options_.cluster_id);
   const fs::path engine_file = profile.engine_connection_file(options_.cluster_id);
@@ -175,8 +185,8 @@ void LocalCluster::wait_for_controller(const Launched& controller, Seconds timeo
   }
 }
 
-void LocalCluster::start_engines(ClusterState& state, const std::string& set_id, std::size_t n,
-                                 const std::vector<std::string>& command) {
+void Cluster::start_engines(ClusterState& state, const std::string& set_id, std::size_t n,
+                            const std::vector<std::string>& command) {
   const fs::path log_dir = profiles::Profile::at(options_.profile_dir).log_dir();
   EngineSetRecord& set = state.engine_sets[set_id];
   set.n = n;
@@ -193,22 +203,36 @@ void LocalCluster::start_engines(ClusterState& state, const std::string& set_id,
   }
 }
 
-void LocalCluster::wait_for_registration(const Client& client, const ClusterState& state,
-                                         const std::string& set_id, std::size_t base,
-                                         Seconds timeout) {
+void Cluster::wait_for_registration(const Client& client, const ClusterState& state,
+                                    const std::string& set_id, std::size_t base, Seconds timeout) {
   const EngineSetRecord& set = state.engine_sets.at(set_id);
-  const std::size_t n = set.engines.size();
+  const std::size_t n = set.n;
   const std::size_t target = base + n;
+  const bool batch = set.launcher == "slurm" || set.launcher == "pbs" || set.launcher == "sge";
+  const std::string what = set.launcher == "mpi" ? "mpiexec" : "an engine";
+  const fs::path log_dir = profiles::Profile::at(options_.profile_dir).log_dir();
   const auto deadline = deadline_after(timeout);
+  auto next_job_check = Clock::now();
   std::atomic<std::size_t> seen{client.ids().size()};
   const auto progress = [&seen](std::size_t count) { seen = count; };
   std::optional<std::size_t> shown;
   for (;;) {
-    for (const EngineRecord& engine : set.engines) {
-      if (const auto status = exited(static_cast<pid_t>(engine.pid))) {
+    if (set.launcher == "local" || set.launcher == "mpi") {
+      for (const EngineRecord& engine : set.engines) {
+        if (const auto status = exited(static_cast<pid_t>(engine.pid))) {
+          throw ClusterError(
+              kExitFailure, exit_with_log(what, static_cast<pid_t>(engine.pid), *status, engine.log,
+                                          " before the engines had registered"));
+        }
+      }
+    }
+    if (batch && Clock::now() >= next_job_check) {
+      next_job_check = Clock::now() + std::chrono::seconds(1);
+      if (const auto job = job_state(set); job && job->empty()) {
         throw ClusterError(kExitFailure,
-                           exit_with_log("an engine", static_cast<pid_t>(engine.pid), *status,
-                                         engine.log, " before the engines had registered"));
+                           fmt::format("{} job {} ended before its engines had registered: see "
+                                       "its output in {}",
+                                       set.launcher, set.job_id, log_dir.string()));
       }
     }
     if (const auto status = exited(static_cast<pid_t>(state.controller.pid))) {
@@ -233,17 +257,27 @@ void LocalCluster::wait_for_registration(const Client& client, const ClusterStat
     }
     if (done) return;
     if (Clock::now() >= deadline) {
+      if (batch) {
+        const auto job = job_state(set);
+        if (job && job->find("PENDING") != std::string::npos) {
+          say(
+              fmt::format("{} job {} is still waiting in the queue ({}): its engines register "
+                          "when it runs; ipcpp-cluster status shows them",
+                          set.launcher, set.job_id, *job));
+          return;
+        }
+      }
       throw ClusterError(
           kExitFailure,
-          fmt::format("only {} of {} engines registered within {}: see their logs "
-                      "in {}",
-                      registered, n, seconds_text(timeout),
-                      profiles::Profile::at(options_.profile_dir).log_dir().string()));
+          fmt::format(
+              "only {} of {} engines registered within {}: see their logs in {}{}", registered, n,
+              seconds_text(timeout), set.launcher == "ssh" ? "the hosts' " : "",
+              set.launcher == "ssh" ? set.hosts.front().profile_dir + "/log" : log_dir.string()));
     }
   }
 }
 
-StopReport LocalCluster::terminate(const ClusterState& state) {
+StopReport Cluster::terminate(const ClusterState& state) {
   StopReport report;
   report.state_file = state_file_;
   using Outcome = StoppedProcess::Outcome;
@@ -300,26 +334,34 @@ StopReport LocalCluster::terminate(const ClusterState& state) {
   std::vector<Target> engines;
   for (const std::string& id : state.set_ids()) {
     const EngineSetRecord& set = state.engine_sets.at(id);
+    if (set.launcher != "local" && set.launcher != "mpi") continue;
     const std::string program = set.command.empty() ? std::string() : set.command.front();
     for (const EngineRecord& e : set.engines) {
       engines.push_back(Target{report.processes.size(), program});
-      report.processes.push_back(
-          StoppedProcess{"engine", id, static_cast<pid_t>(e.pid), Outcome::kGone});
+      StoppedProcess p;
+      p.role = set.launcher == "mpi" ? "mpiexec" : "engine";
+      p.set_id = id;
+      p.pid = static_cast<pid_t>(e.pid);
+      p.launcher = set.launcher;
+      report.processes.push_back(std::move(p));
     }
   }
   stop_group(engines);
+  stop_remote_sets(state, report);
   if (state.controller.pid > 0) {
     const Target controller{report.processes.size(), state.controller.command.empty()
                                                          ? std::string()
                                                          : state.controller.command.front()};
-    report.processes.push_back(
-        StoppedProcess{"controller", "", static_cast<pid_t>(state.controller.pid), Outcome::kGone});
+    StoppedProcess p;
+    p.role = "controller";
+    p.pid = static_cast<pid_t>(state.controller.pid);
+    report.processes.push_back(std::move(p));
     stop_group({controller});
   }
   return report;
 }
 
-void LocalCluster::abandon(const ClusterState& state, bool locked) {
+void Cluster::abandon(const ClusterState& state, bool locked) {
   say("stopping the processes it started");
   const auto finish = [&] {
     terminate(state);
@@ -334,20 +376,18 @@ void LocalCluster::abandon(const ClusterState& state, bool locked) {
   }
 }
 
-ClusterState LocalCluster::start(const StartOptions& options) {
+ClusterState Cluster::start(const StartOptions& options) {
   const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
   fs::path controller_program;
-  std::vector<std::string> engine_cmd;
   try {
     profile.create();
     controller_program = program(options.controller_program);
-    engine_cmd = engine_command(program(options.engines.program), options.engines);
+    check_engine_options(options.engines);
   } catch (const ClusterError&) {
     throw;
   } catch (const std::exception& e) {
     throw ClusterError(kExitFailure, e.what());
   }
-  const std::size_t n = engine_count(options.engines);
 
   ClusterState state;
   std::optional<StateLock> lock;
@@ -429,7 +469,7 @@ ClusterState LocalCluster::start(const StartOptions& options) {
         throw ClusterError(kExitFailure, "interrupted before the engines were started");
       }
     }
-    start_engines(state, "1", n, engine_cmd);
+    start_engine_set(state, "1", options.engines);
     lock.reset();
 
     ClientOptions client_options;
@@ -448,7 +488,7 @@ ClusterState LocalCluster::start(const StartOptions& options) {
   return state;
 }
 
-WatchEnd LocalCluster::watch() {
+WatchEnd Cluster::watch() {
   for (;;) {
     for (std::size_t i = 0; i < children_.size();) {
       const Launched child = children_[i];
@@ -473,7 +513,7 @@ WatchEnd LocalCluster::watch() {
   }
 }
 
-std::optional<ClusterState> LocalCluster::recorded_state() const {
+std::optional<ClusterState> Cluster::recorded_state() const {
   std::optional<ClusterState> state;
   try {
     state = read_state(state_file_);
@@ -488,8 +528,7 @@ std::optional<ClusterState> LocalCluster::recorded_state() const {
   return state;
 }
 
-std::string LocalCluster::add_engines(const EngineOptions& options) {
-  std::vector<std::string> command;
+std::string Cluster::add_engines(const EngineOptions& options) {
   std::optional<ClusterState> state = recorded_state();
   const std::string controller_program =
       state->controller.command.empty() ? std::string() : state->controller.command.front();
@@ -500,7 +539,7 @@ std::string LocalCluster::add_engines(const EngineOptions& options) {
                                    options_.profile_dir.string(), state->controller.pid));
   }
   try {
-    command = engine_command(program(options.program), options);
+    check_engine_options(options);
   } catch (const ClusterError&) {
     throw;
   } catch (const std::exception& e) {
@@ -549,7 +588,7 @@ std::string LocalCluster::add_engines(const EngineOptions& options) {
     }
     current = std::move(*latest);
     set_id = current.next_set_id();
-    start_engines(current, set_id, engine_count(options), command);
+    start_engine_set(current, set_id, options);
     lock.reset();
     wait_for_registration(*client, current, set_id, base, options.timeout);
   } catch (const ClusterError&) {
@@ -562,7 +601,7 @@ std::string LocalCluster::add_engines(const EngineOptions& options) {
   return set_id;
 }
 
-StopReport LocalCluster::stop() {
+StopReport Cluster::stop() {
   std::optional<ClusterState> state = recorded_state();
 
   // What runs now, to tell "stopped" from "was not running" when a watcher stops them.
@@ -607,7 +646,8 @@ StopReport LocalCluster::stop() {
     throw ClusterError(kExitFailure, e.what());
   }
   for (StoppedProcess& p : report.processes) {
-    if (p.outcome == StoppedProcess::Outcome::kGone && running.contains(p.pid)) {
+    if (p.outcome == StoppedProcess::Outcome::kGone && p.host.empty() && p.role != "job" &&
+        running.contains(p.pid)) {
       p.outcome = StoppedProcess::Outcome::kStopped;
     }
   }
@@ -625,23 +665,30 @@ std::string format_stop_report(const StopReport& report) {
                         report.watcher);
   }
   for (const StoppedProcess& p : report.processes) {
-    const std::string who = p.role == "engine" ? fmt::format("engine {} (set {})", p.pid, p.set_id)
-                                               : fmt::format("{} {}", p.role, p.pid);
+    std::string who;
+    if (p.role == "job") {
+      who = fmt::format("{} job {} (set {})", p.launcher, p.job_id, p.set_id);
+    } else if (p.role == "controller") {
+      who = fmt::format("controller {}", p.pid);
+    } else {
+      who = fmt::format("{} {}{} (set {})", p.role, p.pid, p.host.empty() ? "" : " on " + p.host,
+                        p.set_id);
+    }
     switch (p.outcome) {
       case StoppedProcess::Outcome::kStopped:
-        text += "Stopped " + who + "\n";
+        text += (p.role == "job" ? "Cancelled " : "Stopped ") + who + "\n";
         break;
       case StoppedProcess::Outcome::kKilled:
         text += "Killed " + who + ": it was still running after SIGTERM\n";
         break;
       case StoppedProcess::Outcome::kGone:
-        text += "Not running: " + who + "\n";
+        text += "Not running: " + who + (p.detail.empty() ? "" : " (" + p.detail + ")") + "\n";
         break;
       case StoppedProcess::Outcome::kNotOurs:
         text += "Left alone: " + who + ": its pid now runs another program\n";
         break;
       case StoppedProcess::Outcome::kSurvived:
-        text += "Could not stop " + who + "\n";
+        text += "Could not stop " + who + (p.detail.empty() ? "" : ": " + p.detail) + "\n";
         break;
     }
   }

@@ -1,7 +1,9 @@
 // ipcpp-cluster as a library: start, stop, grow and inspect a cluster of one ipcpp-controller
-// and ipcpp-engines on this machine (the local launcher), as ipyparallel's ipcluster does.
+// on this machine and its ipcpp-engines, as ipyparallel's ipcluster does. Engines run on this
+// machine (the local launcher), on other hosts over ssh, under mpiexec, or as a Slurm, PBS or
+// SGE batch job (cluster/launchers.hpp; EngineOptions::launcher).
 //
-//   LocalCluster cluster({.profile_dir = dir, .log = log});
+//   Cluster cluster({.profile_dir = dir, .log = log});
 //   ClusterState state = cluster.start({.engines = {.n = 4}});  // returns once 4 registered
 //   cluster.add_engines({.n = 2});                               // a second engine set
 //   StatusReport status = cluster.status();                      // what runs, engines per host
@@ -15,7 +17,9 @@
 // Processes are started with posix_spawn in their own session, stdin from /dev/null, so that
 // neither a terminal's Ctrl-C nor the end of the starting program ends them. They are stopped
 // by pid from the state file, and only while /proc/<pid>/cmdline still names the program
-// recorded there: a pid that was reused by another program is never signalled.
+// recorded there: a pid that was reused by another program is never signalled. The same holds
+// on ssh hosts, where a shell script run over ssh does the checking. An mpiexec is stopped
+// with SIGTERM (it ends its engines); a batch job is cancelled (scancel, qdel).
 //
 // Errors: every failure throws ClusterError, whose exit_code() is the program's exit status
 // (kExit* below) and whose what() is one message for the user (several lines when it quotes
@@ -42,6 +46,7 @@
 
 #include "ipcpp/client.hpp"
 
+#include "cluster/launchers.hpp"
 #include "cluster/processes.hpp"
 #include "cluster/state.hpp"
 
@@ -90,9 +95,54 @@ struct ClusterOptions {
   std::shared_ptr<spdlog::logger> log;
 };
 
+// How to reach ssh hosts and what to run there.
+struct SshLaunch {
+  // The hosts and their engine counts; hosts without a count share EngineOptions::n (one each
+  // when it is 0). Required.
+  std::vector<SshHost> hosts;
+  std::string program = "ssh";
+  // More ssh options, verbatim, before ipcpp's own (ssh keeps the first value of an option,
+  // so these win). Default: none.
+  std::vector<std::string> args;
+  std::string identity;           // -i FILE; "" for ssh's default keys and agent
+  std::string known_hosts;        // -o UserKnownHostsFile=FILE; "" for ssh's default
+  std::string host_key_checking;  // -o StrictHostKeyChecking=yes|accept-new|no; "" default
+  int port = 0;                   // for hosts that give none; 0: ssh's default
+  // The engine program on the hosts: a name looked up on their PATH, or a path there.
+  std::string remote_engine_program = "ipcpp-engine";
+  // The profile directory on the hosts; "" for this profile's path relative to the home
+  // directory (~/.ipython/profile_default), or its absolute path when it is outside home.
+  std::string remote_profile_dir;
+  Seconds timeout{30};  // for each ssh command (ssh's ConnectTimeout is 10 s)
+};
+
+// How to run mpiexec.
+struct MpiLaunch {
+  std::string mpiexec = "mpiexec";  // a name looked up on PATH, or a path
+  // More mpiexec arguments, before the engine command (e.g. --hostfile FILE). Default: none.
+  // As root, Open MPI's OMPI_ALLOW_RUN_AS_ROOT variables are set; more engines than cores are
+  // allowed (OMPI_MCA_rmaps_base_oversubscribe=1) unless that variable is set already.
+  std::vector<std::string> args;
+};
+
+// How to submit a batch job.
+struct BatchLaunch {
+  std::string queue;                     // Slurm partition, PBS or SGE queue; "" default
+  std::vector<std::string> submit_args;  // more sbatch / qsub arguments
+  // The job script's template (placeholders: launchers.hpp's default_engine_template). ""
+  // for <profile>/<system>_engines.template when that exists, else the built-in one.
+  std::filesystem::path template_file;
+  std::string job_name;  // "" for ipcpp-engines[-<cluster id>]
+};
+
 // A set of engines to start.
 struct EngineOptions {
-  // How many. Default (0): one per CPU of this machine.
+  // Where the engines run. Default: this machine.
+  Launcher launcher = Launcher::kLocal;
+  SshLaunch ssh;      // for Launcher::kSsh
+  MpiLaunch mpi;      // for Launcher::kMpi
+  BatchLaunch batch;  // for Launcher::kSlurm, kPbs, kSge
+  // How many. Default (0): one per CPU of this machine (ssh: one per host without a count).
   std::size_t n = 0;
   // The engine program: a name looked up as ClusterOptions::program_dir says, or a path. A
   // custom engine built with ipcpp::engine_main takes the same options. Default: ipcpp-engine.
@@ -129,9 +179,13 @@ struct StoppedProcess {
     kNotOurs,   // its pid now runs another program: left alone
     kSurvived,  // could not be ended (e.g. no permission to signal it)
   };
-  std::string role;    // "engine" or "controller"
+  std::string role;    // "engine", "mpiexec", "job" or "controller"
   std::string set_id;  // the engine's set; "" for the controller
-  pid_t pid = 0;
+  pid_t pid = 0;       // 0 for a job
+  std::string host;    // an ssh engine's host; "" on this machine
+  std::string job_id;  // a batch job (role "job"): kStopped means cancelled
+  std::string launcher = "local";
+  std::string detail;  // why, for kSurvived (e.g. ssh's error)
   Outcome outcome = Outcome::kGone;
 };
 
@@ -156,9 +210,19 @@ struct WatchEnd {
 // One engine set as status() sees it.
 struct EngineSetStatus {
   std::string id;
+  std::string launcher = "local";
   std::size_t n = 0;
-  std::vector<pid_t> alive;
+  std::vector<pid_t> alive;  // local: engines; mpi: mpiexec
   std::vector<pid_t> gone;
+  struct Host {
+    std::string destination;
+    std::vector<pid_t> alive;
+    std::vector<pid_t> gone;
+    std::string error;  // when the host could not be asked
+  };
+  std::vector<Host> hosts;  // ssh
+  std::string job_id;       // batch
+  std::string job_state;    // batch: "RUNNING 4" (Slurm), or what could be learned
 };
 
 struct StatusReport {
@@ -189,12 +253,12 @@ std::filesystem::path state_file_path(const std::filesystem::path& profile_dir,
 std::filesystem::path controller_pid_file(const std::filesystem::path& profile_dir,
                                           const std::string& cluster_id);
 
-class LocalCluster {
+class Cluster {
  public:
   // Throws ClusterError if options.profile_dir is empty.
-  explicit LocalCluster(ClusterOptions options);
-  LocalCluster(const LocalCluster&) = delete;
-  LocalCluster& operator=(const LocalCluster&) = delete;
+  explicit Cluster(ClusterOptions options);
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
 
   const std::filesystem::path& state_file() const { return state_file_; }
 
@@ -252,8 +316,24 @@ class LocalCluster {
                                           const EngineOptions& options) const;
   std::size_t engine_count(const EngineOptions& options) const;
   void wait_for_controller(const Launched& controller, Seconds timeout);
+  void warn(const std::string& message) const;
+  // Starts a set with its launcher, recording it in the state file. Throws ClusterError.
+  void start_engine_set(ClusterState& state, const std::string& set_id,
+                        const EngineOptions& options);
   void start_engines(ClusterState& state, const std::string& set_id, std::size_t n,
                      const std::vector<std::string>& command);
+  void start_mpi_set(ClusterState& state, const std::string& set_id, const EngineOptions& options);
+  void start_ssh_set(ClusterState& state, const std::string& set_id, const EngineOptions& options);
+  void start_batch_set(ClusterState& state, const std::string& set_id,
+                       const EngineOptions& options);
+  std::vector<std::string> engine_args(const EngineOptions& options, bool check_libraries) const;
+  // Throws when the programs a set needs here cannot be found, or a task library is missing.
+  void check_engine_options(const EngineOptions& options) const;
+  // Ends the ssh sets' engines and cancels the batch jobs of `state`, adding to `report`.
+  void stop_remote_sets(const ClusterState& state, StopReport& report);
+  // A batch job's state ("RUNNING 2, PENDING 2"); "" when it is known to have ended; nullopt
+  // when it cannot be learned (PBS, SGE: not asked).
+  std::optional<std::string> job_state(const EngineSetRecord& set) const;
   void wait_for_registration(const Client& client, const ClusterState& state,
                              const std::string& set_id, std::size_t base, Seconds timeout);
   std::optional<int> exited(pid_t pid);

@@ -8,6 +8,7 @@
 #include <deque>
 #include <fcntl.h>
 #include <fstream>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sstream>
@@ -56,7 +57,65 @@ struct SpawnSetup {
   }
   SpawnSetup(const SpawnSetup&) = delete;
   SpawnSetup& operator=(const SpawnSetup&) = delete;
+
+  // The child gets every signal at its default disposition and none blocked; with
+  // `new_session`, a session of its own. Returns posix_spawn's error, 0 on success.
+  int default_signals(bool new_session) {
+    sigset_t none;
+    sigset_t all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    const short flags = static_cast<short>(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                           (new_session ? POSIX_SPAWN_SETSID : 0));
+    int rc = ::posix_spawnattr_setflags(&attributes, flags);
+    if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &none);
+    if (rc == 0) rc = ::posix_spawnattr_setsigdefault(&attributes, &all);
+    return rc;
+  }
 };
+
+// A command's arguments as the char* array posix_spawn takes; it owns their copies.
+struct Argv {
+  std::vector<std::string> args;
+  std::vector<char*> pointers;
+
+  explicit Argv(const std::vector<std::string>& command) : args(command) {
+    pointers.reserve(args.size() + 1);
+    for (std::string& a : args)
+      pointers.push_back(a.data());
+    pointers.push_back(nullptr);
+  }
+};
+
+// The environment of this process with `env` set over it, and the pointers posix_spawn takes.
+struct ChildEnvironment {
+  std::vector<std::string> entries;
+  std::vector<char*> pointers;
+
+  explicit ChildEnvironment(const Environment& env) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view entry(*e);
+      const auto name = entry.substr(0, entry.find('='));
+      if (!env.contains(std::string(name))) entries.emplace_back(entry);
+    }
+    for (const auto& [name, value] : env)
+      entries.push_back(name + "=" + value);
+    for (std::string& entry : entries)
+      pointers.push_back(entry.data());
+    pointers.push_back(nullptr);
+  }
+};
+
+std::string fmt_seconds(const std::string& program, std::chrono::duration<double> timeout) {
+  std::ostringstream text;
+  text << program << " did not finish within " << timeout.count() << " s";
+  return text.str();
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
 
 }  // namespace
 
@@ -90,7 +149,7 @@ fs::path find_program(const std::string& name, const fs::path& first_dir) {
 }
 
 Launched launch(const std::vector<std::string>& command, const fs::path& log_dir,
-                const std::string& log_prefix) {
+                const std::string& log_prefix, const Environment& env) {
   if (command.empty()) throw std::runtime_error("cannot start a program without a command");
   const std::string& program = command.front();
 
@@ -108,26 +167,13 @@ Launched launch(const std::vector<std::string>& command, const fs::path& log_dir
   if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, log_fd, 1);
   if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, log_fd, 2);
   if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3);
-  sigset_t no_signals;
-  sigset_t all_signals;
-  sigemptyset(&no_signals);
-  sigfillset(&all_signals);
-  if (rc == 0) {
-    rc = ::posix_spawnattr_setflags(
-        &setup.attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  }
-  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&setup.attributes, &no_signals);
-  if (rc == 0) rc = ::posix_spawnattr_setsigdefault(&setup.attributes, &all_signals);
+  if (rc == 0) rc = setup.default_signals(true);
   pid_t pid = -1;
   if (rc == 0) {
-    std::vector<std::string> args = command;
-    std::vector<char*> argv;
-    argv.reserve(args.size() + 1);
-    for (std::string& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    rc = ::posix_spawn(&pid, program.c_str(), &setup.actions, &setup.attributes, argv.data(),
-                       environ);
+    Argv argv(command);
+    ChildEnvironment child_env(env);
+    rc = ::posix_spawn(&pid, program.c_str(), &setup.actions, &setup.attributes,
+                       argv.pointers.data(), child_env.pointers.data());
   }
   ::close(log_fd);
   if (rc != 0) {
@@ -140,6 +186,108 @@ Launched launch(const std::vector<std::string>& command, const fs::path& log_dir
   fs::rename(temp, log, ec);
   if (ec) log = temp;  // keeps its temporary name; still the right file
   return Launched{pid, log, command};
+}
+
+CommandResult run_command(const std::vector<std::string>& command, const std::string& input,
+                          std::chrono::duration<double> timeout, const Environment& env) {
+  if (command.empty()) throw std::runtime_error("cannot start a program without a command");
+  const std::string& program = command.front();
+  int in[2] = {-1, -1};
+  int out[2] = {-1, -1};
+  int err[2] = {-1, -1};
+  const auto close_all = [&] {
+    for (int* p : {in, out, err}) {
+      close_fd(p[0]);
+      close_fd(p[1]);
+    }
+  };
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    const int e = errno;
+    close_all();
+    throw cannot_start(program, e);
+  }
+  SpawnSetup setup;
+  int rc = ::posix_spawn_file_actions_adddup2(&setup.actions, in[0], 0);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, out[1], 1);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, err[1], 2);
+  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3);
+  if (rc == 0) rc = setup.default_signals(false);
+  pid_t pid = -1;
+  if (rc == 0) {
+    Argv argv(command);
+    ChildEnvironment child_env(env);
+    rc = ::posix_spawnp(&pid, program.c_str(), &setup.actions, &setup.attributes,
+                        argv.pointers.data(), child_env.pointers.data());
+  }
+  close_fd(in[0]);
+  close_fd(out[1]);
+  close_fd(err[1]);
+  if (rc != 0) {
+    close_all();
+    throw cannot_start(program, rc);
+  }
+  if (input.empty()) close_fd(in[1]);
+  if (in[1] >= 0) ::fcntl(in[1], F_SETFL, O_NONBLOCK);
+  // A child that exits before reading all of its input must not end this process with
+  // SIGPIPE: the signal is blocked in this thread while writing, and taken off if raised.
+  sigset_t pipe_signal;
+  sigset_t old_mask;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
+  bool broken_pipe = false;
+
+  CommandResult result;
+  std::size_t written = 0;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  bool timed_out = false;
+  while (out[0] >= 0 || err[0] >= 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
+    const int n = ::poll(fds, 3, static_cast<int>(std::min<long>(left.count(), 1000)));
+    if (n < 0 && errno != EINTR) break;
+    if (n <= 0) continue;
+    if ((fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
+      const ssize_t w = ::write(in[1], input.data() + written, input.size() - written);
+      if (w > 0) written += static_cast<std::size_t>(w);
+      if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        broken_pipe = broken_pipe || errno == EPIPE;
+        written = input.size();
+      }
+      if (written >= input.size()) close_fd(in[1]);
+    }
+    for (int i = 0; i < 2; ++i) {
+      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char buffer[4096];
+      const ssize_t r = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (r > 0) {
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(r));
+      } else if (r == 0 || errno != EINTR) {
+        close_fd(i == 0 ? out[0] : err[0]);
+      }
+    }
+  }
+  close_all();
+  if (broken_pipe && !sigismember(&old_mask, SIGPIPE)) {
+    const timespec now{0, 0};
+    ::sigtimedwait(&pipe_signal, nullptr, &now);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    throw std::runtime_error(fmt_seconds(program, timeout));
+  }
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
 }
 
 bool process_alive(pid_t pid) {

@@ -4,8 +4,10 @@
 // Nothing here keeps state between calls. Safe to call from several threads.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -31,16 +33,35 @@ std::filesystem::path own_program_dir();
 // executable, e.g. "cannot start /no/such/engine: No such file or directory".
 std::filesystem::path find_program(const std::string& name, const std::filesystem::path& first_dir);
 
+// Variables to set in a child's environment, over those it inherits.
+using Environment = std::map<std::string, std::string>;
+
 // Starts command (command[0] an absolute path) with posix_spawn: in a new session (setsid),
 // stdin from /dev/null, stdout and stderr both to a new file
 // `log_dir/<log_prefix>-<pid>.log` (mode 0600), every signal at its default disposition and
 // none blocked, no file descriptor of this process inherited other than 0, 1 and 2, the
-// environment and current directory inherited.
+// environment (with `env` set over it) and current directory inherited.
 // Returns the pid and the log file. The caller should reap it (reap()) while it lives.
 // Throws std::runtime_error "cannot start PATH: REASON" if it cannot be started; nothing
 // is left behind then (the log file is removed).
 Launched launch(const std::vector<std::string>& command, const std::filesystem::path& log_dir,
-                const std::string& log_prefix);
+                const std::string& log_prefix, const Environment& env = {});
+
+// What run_command saw.
+struct CommandResult {
+  int status = 0;  // as reap() gives it: the exit code, or 128 + the signal
+  std::string out;
+  std::string err;
+};
+
+// Runs `command` to its end (command[0] looked up on PATH when it has no '/'), with `input` on
+// its stdin and its stdout and stderr captured, no other file descriptor inherited, the
+// environment (with `env` set over it) inherited, every signal at its default disposition.
+// Safe to call from several threads.
+// Throws std::runtime_error "cannot start NAME: REASON" if it cannot start, or, after killing
+// it, "NAME did not finish within T s".
+CommandResult run_command(const std::vector<std::string>& command, const std::string& input,
+                          std::chrono::duration<double> timeout, const Environment& env = {});
 
 // Returns true if `pid` names a process that has not exited (a zombie counts as exited).
 bool process_alive(pid_t pid);

@@ -19,7 +19,9 @@ namespace ipcpp::cluster {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ProcessRecord, pid, log, command)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EngineRecord, pid, log)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EngineSetRecord, n, start_time, command, engines)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostRecord, destination, port, profile_dir, engines)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EngineSetRecord, launcher, n, start_time, command,
+                                                engines, hosts, ssh, job_id, script)
 
 namespace {
 
@@ -55,7 +57,7 @@ std::string ClusterState::next_set_id() const {
 std::size_t ClusterState::engine_count() const {
   std::size_t count = 0;
   for (const auto& [id, set] : engine_sets)
-    count += set.engines.size();
+    count += set.n;
   return count;
 }
 

@@ -9,8 +9,14 @@
 //     "controller": {"pid": 4101, "log": ".../log/ipcontroller--4101.log",
 //                    "command": ["/usr/bin/ipcpp-controller", "--profile-dir", "..."]},
 //     "engine_sets": {
-//       "1": {"n": 2, "start_time": "...", "command": ["/usr/bin/ipcpp-engine", "..."],
-//             "engines": [{"pid": 4102, "log": "..."}, {"pid": 4103, "log": "..."}]}
+//       "1": {"launcher": "local", "n": 2, "start_time": "...",
+//             "command": ["/usr/bin/ipcpp-engine", "..."],
+//             "engines": [{"pid": 4102, "log": "..."}, {"pid": 4103, "log": "..."}]},
+//       "2": {"launcher": "ssh", "n": 2, "command": ["ipcpp-engine", "..."],
+//             "ssh": ["ssh", "-i", "/home/u/.ssh/lab"],
+//             "hosts": [{"destination": "u@node1", "port": 0, "profile_dir": "...",
+//                        "engines": [{"pid": 977, "log": "..."}, {"pid": 978, "log": "..."}]}]},
+//       "3": {"launcher": "slurm", "n": 8, "job_id": "4711", "script": ".../slurm-engines-3.sh"}
 //     }
 //   }
 //
@@ -38,11 +44,27 @@ struct EngineRecord {
   std::string log;
 };
 
+// An ssh engine set's engines on one host.
+struct HostRecord {
+  std::string destination;            // [user@]host, as ssh takes it
+  int port = 0;                       // ssh's port; 0: ssh's default
+  std::string profile_dir;            // the profile directory on that host
+  std::vector<EngineRecord> engines;  // pids and log files on that host
+};
+
 struct EngineSetRecord {
+  // How the set was started: local, ssh, mpi, slurm, pbs or sge. Files written before there
+  // were launchers have none: local.
+  std::string launcher = "local";
   std::size_t n = 0;                 // engines asked for
   std::string start_time;            // UTC ISO 8601
-  std::vector<std::string> command;  // argv of every engine of the set
+  std::vector<std::string> command;  // argv of every engine of the set (ssh: on each host)
+  // local: one entry per engine; mpi: mpiexec itself (it ends its engines when it ends).
   std::vector<EngineRecord> engines;
+  std::vector<HostRecord> hosts;  // ssh: per host
+  std::vector<std::string> ssh;   // ssh: the ssh program and options, without host and port
+  std::string job_id;             // slurm, pbs, sge: the batch job
+  std::string script;             // slurm, pbs, sge: the job script submitted
 };
 
 struct ClusterState {
@@ -57,7 +79,7 @@ struct ClusterState {
   std::vector<std::string> set_ids() const;
   // The id for a new set: one more than the largest so far ("1" for the first).
   std::string next_set_id() const;
-  // Every engine of every set.
+  // The engines of every set (their n).
   std::size_t engine_count() const;
 };
 

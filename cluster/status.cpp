@@ -1,4 +1,4 @@
-// LocalCluster::status and the text of a status report.
+// Cluster::status and the text of a status report.
 #include <algorithm>
 #include <fstream>
 #include <unistd.h>
@@ -47,9 +47,38 @@ std::map<std::string, std::size_t> engines_per_host(const Client& client,
   return hosts;
 }
 
+// Which of a host's engines still run, asked over ssh.
+EngineSetStatus::Host remote_status(const EngineSetRecord& set, const HostRecord& host,
+                                    Seconds timeout) {
+  EngineSetStatus::Host h;
+  h.destination = host.destination;
+  std::vector<long> pids;
+  for (const EngineRecord& e : host.engines)
+    pids.push_back(static_cast<long>(e.pid));
+  std::vector<std::string> command = set.ssh;
+  if (host.port > 0) command.insert(command.end(), {"-p", std::to_string(host.port)});
+  command.insert(command.end(), {host.destination, "sh", "-s"});
+  try {
+    const std::string program = set.command.empty() ? std::string() : set.command.front();
+    const CommandResult r =
+        run_command(command, remote_status_script(program, pids), timeout + Seconds(10));
+    if (r.status != 0) {
+      h.error = fmt::format("ssh failed ({}): {}", describe_exit(r.status), r.err);
+      while (!h.error.empty() && (h.error.back() == '\n' || h.error.back() == '\r'))
+        h.error.pop_back();
+      return h;
+    }
+    for (const auto& [pid, word] : parse_pid_report(r.out))
+      (word == "alive" ? h.alive : h.gone).push_back(static_cast<pid_t>(pid));
+  } catch (const std::exception& e) {
+    h.error = e.what();
+  }
+  return h;
+}
+
 }  // namespace
 
-StatusReport LocalCluster::status(Seconds timeout) {
+StatusReport Cluster::status(Seconds timeout) {
   StatusReport report;
   report.profile_dir = options_.profile_dir;
   report.cluster_id = options_.cluster_id;
@@ -74,11 +103,22 @@ StatusReport LocalCluster::status(Seconds timeout) {
         runs_program(static_cast<pid_t>(state.watcher.pid), state.watcher.command.front());
     for (const std::string& id : state.set_ids()) {
       const EngineSetRecord& set = state.engine_sets.at(id);
-      EngineSetStatus s{id, set.n, {}, {}};
+      EngineSetStatus s;
+      s.id = id;
+      s.launcher = set.launcher;
+      s.n = set.n;
+      s.job_id = set.job_id;
       for (const EngineRecord& e : set.engines) {
         const auto pid = static_cast<pid_t>(e.pid);
         const bool alive = !set.command.empty() && runs_program(pid, set.command.front());
         (alive ? s.alive : s.gone).push_back(pid);
+      }
+      for (const HostRecord& host : set.hosts) {
+        s.hosts.push_back(remote_status(set, host, timeout));
+      }
+      if (!set.job_id.empty()) {
+        const auto job = job_state(set);
+        s.job_state = !job ? "see qstat" : job->empty() ? "ended" : *job;
       }
       report.sets.push_back(std::move(s));
     }
@@ -131,11 +171,34 @@ std::string format_status(const StatusReport& status) {
     text += fmt::format("Controller: pid {}, {} (log {})\n", state.controller.pid,
                         status.controller_alive ? "running" : "not running", state.controller.log);
     for (const EngineSetStatus& set : status.sets) {
-      text += fmt::format("Engine set {}: {} of {} running", set.id, set.alive.size(),
-                          set.alive.size() + set.gone.size());
-      if (!set.alive.empty()) text += " (pids " + pid_list(set.alive) + ")";
-      if (!set.gone.empty()) text += "; gone: " + pid_list(set.gone);
-      text += "\n";
+      if (set.launcher == "local") {
+        text += fmt::format("Engine set {}: {} of {} running", set.id, set.alive.size(),
+                            set.alive.size() + set.gone.size());
+        if (!set.alive.empty()) text += " (pids " + pid_list(set.alive) + ")";
+        if (!set.gone.empty()) text += "; gone: " + pid_list(set.gone);
+        text += "\n";
+      } else if (set.launcher == "mpi") {
+        text += fmt::format("Engine set {} (mpi): {} engines under mpiexec {}, {}\n", set.id, set.n,
+                            pid_list(set.alive.empty() ? set.gone : set.alive),
+                            set.alive.empty() ? "not running" : "running");
+      } else if (set.launcher == "ssh") {
+        text += fmt::format("Engine set {} (ssh): {} engines on {} host{}\n", set.id, set.n,
+                            set.hosts.size(), set.hosts.size() == 1 ? "" : "s");
+        for (const EngineSetStatus::Host& h : set.hosts) {
+          if (!h.error.empty()) {
+            text += fmt::format("  {}: cannot tell: {}\n", h.destination, h.error);
+            continue;
+          }
+          text += fmt::format("  {}: {} of {} running", h.destination, h.alive.size(),
+                              h.alive.size() + h.gone.size());
+          if (!h.alive.empty()) text += " (pids " + pid_list(h.alive) + ")";
+          if (!h.gone.empty()) text += "; gone: " + pid_list(h.gone);
+          text += "\n";
+        }
+      } else {
+        text += fmt::format("Engine set {} ({}): job {} for {} engines: {}\n", set.id, set.launcher,
+                            set.job_id, set.n, set.job_state);
+      }
     }
     if (status.watcher_alive) {
       text +=

@@ -110,11 +110,42 @@ constexpr std::string_view kClusterTemplate =
 # Engines to start (start -n, engines -n); 0: one per CPU of this machine.
 # n = 0
 
-# Engine launcher: only local (engines on this machine) for now.
+# Where engines run: local (this machine), ssh (on --hosts), mpi (under mpiexec), or as a
+# batch job: slurm, pbs or sge.
 # engines = "local"
 
-# Controller launcher: only local for now.
+# Where the controller runs: only local (this machine) so far.
 # controller = "local"
+
+# ssh launcher. Hosts and their engine counts, or a file of hosts ("[user@]host[:port] [n]"
+# a line). Default: none. For example:
+#   hosts = "node1:4,alice@node2:8"
+#   hosts-file = "/home/alice/lab-hosts"
+# The ssh program, more options for it, and how it authenticates. For example:
+#   ssh-arg = ["-oProxyJump=gateway"]
+#   ssh-identity = "/home/alice/.ssh/lab_ed25519"
+#   ssh-known-hosts = "/home/alice/.ssh/lab_known_hosts"
+#   ssh-host-key-checking = "accept-new"
+#   ssh-port = 2222
+# ssh = "ssh"
+# The engine program on the hosts (a name on their PATH, or a path there).
+# remote-engine-program = "ipcpp-engine"
+# The profile directory on the hosts; empty: this profile's path relative to home.
+# remote-profile-dir = ""
+
+# mpi launcher: the mpiexec program, and more arguments for it. For example:
+#   mpi-arg = ["--hostfile", "/home/alice/mpi-hosts"]
+# mpiexec = "mpiexec"
+
+# slurm, pbs and sge launchers: more sbatch/qsub arguments, and the job script template
+# (default: <profile>/<system>_engines.template if it exists, else the built-in one). For
+# example:
+#   batch-arg = ["--time=2:00:00", "--account=lab"]
+#   batch-template = "/home/alice/slurm_engines.template"
+# The Slurm partition, or the PBS or SGE queue; empty: the system's default.
+# queue = ""
+# The batch job's name; empty: ipcpp-engines[-<cluster id>].
+# job-name = ""
 
 # Seconds between the controller being ready and starting the engines.
 # delay = 0

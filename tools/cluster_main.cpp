@@ -44,7 +44,44 @@ struct Options {
   std::vector<std::string> engine_args;
   std::vector<std::string> controller_args;
   std::vector<std::string> controller_rest;  // after --
+  // ssh
+  std::string hosts;
+  std::string hosts_file;
+  std::string ssh_program = "ssh";
+  std::vector<std::string> ssh_args;
+  std::string ssh_identity;
+  std::string ssh_known_hosts;
+  std::string ssh_host_key_checking;
+  int ssh_port = 0;
+  std::string remote_engine_program = "ipcpp-engine";
+  std::string remote_profile_dir;
+  // mpi
+  std::string mpiexec = "mpiexec";
+  std::vector<std::string> mpi_args;
+  // slurm, pbs, sge
+  std::string queue;
+  std::vector<std::string> batch_args;
+  std::string batch_template;
+  std::string job_name;
 };
+
+// The options of the launchers, configurable in ipcpp_cluster.toml like the others.
+const std::vector<std::string> kLauncherOptions = {"--hosts",
+                                                   "--hosts-file",
+                                                   "--ssh",
+                                                   "--ssh-arg",
+                                                   "--ssh-identity",
+                                                   "--ssh-known-hosts",
+                                                   "--ssh-host-key-checking",
+                                                   "--ssh-port",
+                                                   "--remote-engine-program",
+                                                   "--remote-profile-dir",
+                                                   "--mpiexec",
+                                                   "--mpi-arg",
+                                                   "--queue",
+                                                   "--batch-arg",
+                                                   "--batch-template",
+                                                   "--job-name"};
 
 // CLI11 reads a config file into the options of the app itself, while ours belong to the
 // subcommands. So each configurable option gets a hidden twin on the app, which the file
@@ -127,8 +164,77 @@ void add_engine_options(CLI::App* sub, Options& o) {
   sub->add_option("--timeout", o.timeout,
                   "Seconds to wait for the controller to be ready and the engines to register")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--engines", o.engine_launcher, "Engine launcher (only local for now)")
-      ->check(CLI::IsMember({"local"}));
+  sub->add_option("--engines", o.engine_launcher,
+                  "Where engines run: local (this machine), ssh (--hosts), mpi (mpiexec), or a "
+                  "batch job: slurm, pbs, sge")
+      ->check(CLI::IsMember({"local", "ssh", "mpi", "slurm", "pbs", "sge"}));
+  const std::string ssh = "ssh launcher";
+  sub->add_option("--hosts", o.hosts,
+                  "ssh hosts and their engine counts: host1:4,user@host2:8 (hosts without a "
+                  "count share -n)")
+      ->type_name("LIST")
+      ->group(ssh);
+  sub->add_option("--hosts-file", o.hosts_file,
+                  "File of ssh hosts, one '[user@]host[:port] [n]' a line; # comments")
+      ->type_name("FILE")
+      ->group(ssh);
+  sub->add_option("--ssh", o.ssh_program, "The ssh program")->type_name("PATH")->group(ssh);
+  sub->add_option("--ssh-arg", o.ssh_args,
+                  "Option for ssh, verbatim; repeatable (--ssh-arg=-oProxyJump=gate)")
+      ->type_name("ARG")
+      ->take_all()
+      ->allow_extra_args(false)
+      ->group(ssh);
+  sub->add_option("--ssh-identity", o.ssh_identity, "ssh's identity file (-i)")
+      ->type_name("FILE")
+      ->group(ssh);
+  sub->add_option("--ssh-known-hosts", o.ssh_known_hosts,
+                  "Known-hosts file that holds the hosts' keys (UserKnownHostsFile)")
+      ->type_name("FILE")
+      ->group(ssh);
+  sub->add_option("--ssh-host-key-checking", o.ssh_host_key_checking,
+                  "StrictHostKeyChecking: yes, accept-new or no (default: ssh's setting)")
+      ->check(CLI::IsMember({"yes", "accept-new", "no"}))
+      ->group(ssh);
+  sub->add_option("--ssh-port", o.ssh_port, "ssh port for hosts that give none")
+      ->check(CLI::Range(1, 65535))
+      ->group(ssh);
+  sub->add_option("--remote-engine-program", o.remote_engine_program,
+                  "The engine program on the hosts: a name on their PATH, or a path there")
+      ->type_name("PATH")
+      ->group(ssh);
+  sub->add_option("--remote-profile-dir", o.remote_profile_dir,
+                  "Profile directory on the hosts, where the connection file is copied (default: "
+                  "this profile's path relative to home, e.g. ~/.ipython/profile_default)")
+      ->type_name("DIR")
+      ->group(ssh);
+  const std::string mpi = "mpi launcher";
+  sub->add_option("--mpiexec", o.mpiexec, "The mpiexec program")->type_name("PATH")->group(mpi);
+  sub->add_option("--mpi-arg", o.mpi_args,
+                  "Argument for mpiexec, before the engine command; repeatable "
+                  "(--mpi-arg=--hostfile --mpi-arg=hosts)")
+      ->type_name("ARG")
+      ->take_all()
+      ->allow_extra_args(false)
+      ->group(mpi);
+  const std::string batch = "slurm, pbs and sge launchers";
+  sub->add_option("--queue", o.queue, "Slurm partition, or PBS / SGE queue")
+      ->type_name("NAME")
+      ->group(batch);
+  sub->add_option("--batch-arg", o.batch_args,
+                  "Argument for sbatch / qsub; repeatable (--batch-arg=--time=2:00:00)")
+      ->type_name("ARG")
+      ->take_all()
+      ->allow_extra_args(false)
+      ->group(batch);
+  sub->add_option("--batch-template", o.batch_template,
+                  "Job script template (default: <profile>/<system>_engines.template if it "
+                  "exists, else the built-in one; see docs/cluster.md)")
+      ->type_name("FILE")
+      ->group(batch);
+  sub->add_option("--job-name", o.job_name, "Batch job name (default: ipcpp-engines[-ID])")
+      ->type_name("NAME")
+      ->group(batch);
 }
 
 Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
@@ -141,7 +247,7 @@ Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
   add_engine_options(c.start, o);
   c.start
       ->add_option("--controller", o.controller_launcher,
-                   "Controller launcher (only local for now)")
+                   "Where the controller runs: local (the only controller launcher so far)")
       ->check(CLI::IsMember({"local"}));
   c.start
       ->add_option("--controller-arg", o.controller_args,
@@ -167,6 +273,7 @@ Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
   twins.add(c.start, {"-n", "--load", "--engine-arg", "--engine-program", "--timeout", "--engines",
                       "--controller", "--controller-arg", "--delay", "--daemonize",
                       "--stop-timeout", "--cluster-id", "--log-level", "--log-to-file"});
+  twins.add(c.start, kLauncherOptions);
 
   c.stop = app.add_subcommand("stop", "Stop the cluster: its engines, then its controller");
   c.stop
@@ -181,6 +288,7 @@ Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
   add_common(c.engines, o);
   twins.add(c.engines, {"-n", "--load", "--engine-arg", "--engine-program", "--timeout",
                         "--engines", "--cluster-id", "--log-level", "--log-to-file"});
+  twins.add(c.engines, kLauncherOptions);
 
   c.status = app.add_subcommand(
       "status", "What runs: the cluster's processes, its engines per host, their queues");
@@ -225,8 +333,34 @@ Seconds seconds(double s) {
   return Seconds(s);
 }
 
+// Throws std::invalid_argument for a wrong host list (a usage error).
 EngineOptions engine_options(const Options& o) {
   EngineOptions e;
+  e.launcher = parse_launcher(o.engine_launcher);
+  if (e.launcher == Launcher::kSsh) {
+    if (!o.hosts.empty()) e.ssh.hosts = parse_hosts_option(o.hosts);
+    if (!o.hosts_file.empty()) {
+      const auto more = parse_hosts_file(o.hosts_file);
+      e.ssh.hosts.insert(e.ssh.hosts.end(), more.begin(), more.end());
+    }
+    if (e.ssh.hosts.empty()) {
+      throw std::invalid_argument("--engines ssh needs --hosts or --hosts-file");
+    }
+  }
+  e.ssh.program = o.ssh_program;
+  e.ssh.args = o.ssh_args;
+  e.ssh.identity = o.ssh_identity;
+  e.ssh.known_hosts = o.ssh_known_hosts;
+  e.ssh.host_key_checking = o.ssh_host_key_checking;
+  e.ssh.port = o.ssh_port;
+  e.ssh.remote_engine_program = o.remote_engine_program;
+  e.ssh.remote_profile_dir = o.remote_profile_dir;
+  e.mpi.mpiexec = o.mpiexec;
+  e.mpi.args = o.mpi_args;
+  e.batch.queue = o.queue;
+  e.batch.submit_args = o.batch_args;
+  e.batch.template_file = o.batch_template;
+  e.batch.job_name = o.job_name;
   e.n = o.n;
   e.program = o.engine_program;
   e.load = o.load;
@@ -235,10 +369,10 @@ EngineOptions engine_options(const Options& o) {
   return e;
 }
 
-int run_start(const Options& o, LocalCluster& cluster, int signal_fd,
+int run_start(const Options& o, const EngineOptions& engines, Cluster& cluster, int signal_fd,
               const std::shared_ptr<spdlog::logger>& log) {
   StartOptions options;
-  options.engines = engine_options(o);
+  options.engines = engines;
   options.controller_args = o.controller_args;
   options.controller_args.insert(options.controller_args.end(), o.controller_rest.begin(),
                                  o.controller_rest.end());
@@ -271,6 +405,15 @@ int run_start(const Options& o, LocalCluster& cluster, int signal_fd,
 }
 
 int run(const Options& o, const Commands& c, CLI::App* chosen) {
+  std::optional<EngineOptions> engines;
+  if (chosen == c.start || chosen == c.engines) {
+    try {
+      engines = engine_options(o);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "ipcpp-cluster: " << e.what() << " (see ipcpp-cluster --help)\n";
+      return kExitUsage;
+    }
+  }
   const auto log = ipcpp::profiles::make_program_logger("ipcpp-cluster", o.common, "ipcluster");
   if (!o.common.log_to_file) log->set_pattern("%n: %v");
 
@@ -281,11 +424,11 @@ int run(const Options& o, const Commands& c, CLI::App* chosen) {
   options.stop_timeout = seconds(o.stop_timeout);
   options.interrupt_fd = signal_fd;
   options.log = log;
-  LocalCluster cluster(options);
+  Cluster cluster(options);
 
-  if (chosen == c.start) return run_start(o, cluster, signal_fd, log);
+  if (chosen == c.start) return run_start(o, *engines, cluster, signal_fd, log);
   if (chosen == c.engines) {
-    const std::string set = cluster.add_engines(engine_options(o));
+    const std::string set = cluster.add_engines(*engines);
     std::cout << "Added engine set " << set << " to the cluster: " << cluster.state_file().string()
               << std::endl;
     return kExitOk;

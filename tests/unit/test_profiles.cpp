@@ -561,8 +561,19 @@ TEST_CASE("the cluster template, uncommented, sets every cluster option to its d
   bool daemonize = true, log_to_file = true;
   double delay = -1, timeout = 0, stop_timeout = 0;
   app.add_option("-n,--n", n);
-  app.add_option("--engines", engines)->check(CLI::IsMember({"local"}));
+  std::string ssh, remote_engine_program, remote_profile_dir = "unset", mpiexec;
+  std::string queue = "unset", job_name = "unset";
+  app.add_option("--engines", engines)
+      ->check(CLI::IsMember({"local", "ssh", "mpi", "slurm", "pbs", "sge"}));
   app.add_option("--controller", controller)->check(CLI::IsMember({"local"}));
+  // The launchers' options without a default (hosts, keys, extra arguments, templates) are
+  // shown as examples only.
+  app.add_option("--ssh", ssh);
+  app.add_option("--remote-engine-program", remote_engine_program);
+  app.add_option("--remote-profile-dir", remote_profile_dir);
+  app.add_option("--mpiexec", mpiexec);
+  app.add_option("--queue", queue);
+  app.add_option("--job-name", job_name);
   app.add_option("--delay", delay)->check(CLI::NonNegativeNumber);
   app.add_flag("--daemonize", daemonize);
   app.add_option("--timeout", timeout)->check(CLI::PositiveNumber);
@@ -582,6 +593,12 @@ TEST_CASE("the cluster template, uncommented, sets every cluster option to its d
   CHECK(timeout == 60);
   CHECK(stop_timeout == 5);
   CHECK(engine_program == "ipcpp-engine");
+  CHECK(ssh == "ssh");
+  CHECK(remote_engine_program == "ipcpp-engine");
+  CHECK(remote_profile_dir.empty());
+  CHECK(mpiexec == "mpiexec");
+  CHECK(queue.empty());
+  CHECK(job_name.empty());
   CHECK(cluster_id.empty());
   CHECK(log_level == "info");
   CHECK_FALSE(log_to_file);
