@@ -14,8 +14,9 @@ packages=(
   python3 python3-ipyparallel python3-jupyter-client python3-zmq
   # helpers used by tests
   procps
-  # the launchers' tests: a real sshd and ssh, Open MPI's mpiexec, a single-node Slurm
-  openssh-server openssh-client openmpi-bin slurmctld slurmd slurm-client
+  # the launchers' tests: a real sshd and ssh, Open MPI's and MPICH's mpiexec, a single-node
+  # Slurm
+  openssh-server openssh-client openmpi-bin mpich slurmctld slurmd slurm-client
   # the scaling example's plot (examples/scaling.cpp; optional at run time)
   gnuplot-nox
 )
