@@ -235,10 +235,12 @@ void Cluster::wait_for_registration(const Client& client, const ClusterState& st
                                        set.launcher, set.job_id, log_dir.string()));
       }
     }
-    if (const auto status = exited(static_cast<pid_t>(state.controller.pid))) {
-      throw ClusterError(kExitFailure,
-                         exit_with_log("the controller", static_cast<pid_t>(state.controller.pid),
-                                       *status, state.controller.log));
+    if (state.controller.launcher == "local") {
+      if (const auto status = exited(static_cast<pid_t>(state.controller.pid))) {
+        throw ClusterError(kExitFailure,
+                           exit_with_log("the controller", static_cast<pid_t>(state.controller.pid),
+                                         *status, state.controller.log));
+      }
     }
     if (interrupted()) {
       throw ClusterError(kExitFailure, "interrupted while the engines were registering");
@@ -348,7 +350,18 @@ StopReport Cluster::terminate(const ClusterState& state) {
   }
   stop_group(engines);
   stop_remote_sets(state, report);
-  if (state.controller.pid > 0) {
+  if (state.controller.launcher != "local") {
+    if (state.controller.pid > 0 || !state.controller.job_id.empty()) {
+      report.processes.push_back(stop_remote_controller(state.controller));
+    }
+    if (state.controller.launcher == "ssh") {
+      // The copies fetched at start: the controller on its host removes only its own.
+      const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
+      std::error_code ec;
+      fs::remove(profile.client_connection_file(options_.cluster_id), ec);
+      fs::remove(profile.engine_connection_file(options_.cluster_id), ec);
+    }
+  } else if (state.controller.pid > 0) {
     const Target controller{report.processes.size(), state.controller.command.empty()
                                                          ? std::string()
                                                          : state.controller.command.front()};
@@ -381,7 +394,18 @@ ClusterState Cluster::start(const StartOptions& options) {
   fs::path controller_program;
   try {
     profile.create();
-    controller_program = program(options.controller_program);
+    if (options.controller_launcher == Launcher::kSsh) {
+      if (options.controller_host.destination.empty()) {
+        throw ClusterError(kExitFailure, "--controller ssh needs --controller-host");
+      }
+    } else {
+      controller_program = program(options.controller_program);
+    }
+    if (options.controller_launcher == Launcher::kSlurm) program("sbatch");
+    if (options.controller_launcher == Launcher::kPbs ||
+        options.controller_launcher == Launcher::kSge) {
+      program("qsub");
+    }
     check_engine_options(options.engines);
   } catch (const ClusterError&) {
     throw;
@@ -394,9 +418,7 @@ ClusterState Cluster::start(const StartOptions& options) {
   try {
     lock.emplace(state_file_);
     if (const auto old = read_state(state_file_)) {
-      const std::string program_name =
-          old->controller.command.empty() ? std::string() : old->controller.command.front();
-      if (runs_program(static_cast<pid_t>(old->controller.pid), program_name)) {
+      if (controller_running(old->controller)) {
         throw ClusterError(
             kExitAlreadyRunning,
             fmt::format("a cluster is already running in {} (controller pid {}): stop it with "
@@ -426,31 +448,33 @@ ClusterState Cluster::start(const StartOptions& options) {
     throw ClusterError(kExitFailure, e.what());
   }
 
-  std::vector<std::string> controller_cmd = {controller_program.string(), "--profile-dir",
-                                             options_.profile_dir.string()};
-  if (!options_.cluster_id.empty()) {
-    controller_cmd.insert(controller_cmd.end(), {"--cluster-id", options_.cluster_id});
-  }
-  controller_cmd.insert(controller_cmd.end(), options.controller_args.begin(),
-                        options.controller_args.end());
-  debug(fmt::format("starting the controller: {}", fmt::join(controller_cmd, " ")));
-  Launched controller;
-  try {
-    controller = launch(controller_cmd, profile.log_dir(), "ipcontroller-" + options_.cluster_id);
-  } catch (const std::exception& e) {
-    throw ClusterError(kExitFailure, e.what());
-  }
-  controller_pid_ = controller.pid;
-  children_.push_back(controller);
-  say(fmt::format("controller started (pid {}), log {}", controller.pid, controller.log.string()));
-
   state.profile_dir = options_.profile_dir.string();
   state.cluster_id = options_.cluster_id;
   state.start_time = proto::format_timestamp(proto::now());
-  state.controller = ProcessRecord{controller.pid, controller.log.string(), controller.command};
   if (options.watched) {
     state.watcher.pid = ::getpid();
     state.watcher.command = process_command(::getpid()).value_or(std::vector<std::string>{});
+  }
+  Launched controller;
+  if (options.controller_launcher == Launcher::kLocal) {
+    std::vector<std::string> controller_cmd = {controller_program.string(), "--profile-dir",
+                                               options_.profile_dir.string()};
+    if (!options_.cluster_id.empty()) {
+      controller_cmd.insert(controller_cmd.end(), {"--cluster-id", options_.cluster_id});
+    }
+    controller_cmd.insert(controller_cmd.end(), options.controller_args.begin(),
+                          options.controller_args.end());
+    debug(fmt::format("starting the controller: {}", fmt::join(controller_cmd, " ")));
+    try {
+      controller = launch(controller_cmd, profile.log_dir(), "ipcontroller-" + options_.cluster_id);
+    } catch (const std::exception& e) {
+      throw ClusterError(kExitFailure, e.what());
+    }
+    controller_pid_ = controller.pid;
+    children_.push_back(controller);
+    say(fmt::format("controller started (pid {}), log {}", controller.pid,
+                    controller.log.string()));
+    state.controller = ProcessRecord{controller.pid, controller.log.string(), controller.command};
   }
 
   const auto fail = [&](bool locked) {
@@ -461,7 +485,18 @@ ClusterState Cluster::start(const StartOptions& options) {
     }
   };
   try {
-    wait_for_controller(controller, options.engines.timeout);
+    if (options.controller_launcher == Launcher::kLocal) {
+      wait_for_controller(controller, options.engines.timeout);
+    } else {
+      // Files written from now on are this controller's (a batch job writes them itself).
+      const fs::path marker = profile.security_dir() / ".ipcpp-cluster-start";
+      profiles::write_private_file(marker, "");
+      const auto submitted = fs::last_write_time(marker);
+      fs::remove(marker);
+      start_remote_controller(state, options);
+      write_state(state_file_, state);
+      wait_for_remote_controller(state, options.engines.timeout, submitted);
+    }
     write_state(state_file_, state);
     if (options.delay.count() > 0) {
       if (wait_readable(options_.interrupt_fd,
@@ -530,9 +565,7 @@ std::optional<ClusterState> Cluster::recorded_state() const {
 
 std::string Cluster::add_engines(const EngineOptions& options) {
   std::optional<ClusterState> state = recorded_state();
-  const std::string controller_program =
-      state->controller.command.empty() ? std::string() : state->controller.command.front();
-  if (!runs_program(static_cast<pid_t>(state->controller.pid), controller_program)) {
+  if (!controller_running(state->controller)) {
     throw ClusterError(kExitNoCluster,
                        fmt::format("no cluster is running in {}: its controller (pid {}) is "
                                    "gone; start a new one with ipcpp-cluster start",
@@ -607,7 +640,7 @@ StopReport Cluster::stop() {
   // What runs now, to tell "stopped" from "was not running" when a watcher stops them.
   std::set<pid_t> running;
   const auto note_running = [&](const ClusterState& s) {
-    if (!s.controller.command.empty() &&
+    if (s.controller.launcher == "local" && !s.controller.command.empty() &&
         runs_program(static_cast<pid_t>(s.controller.pid), s.controller.command.front())) {
       running.insert(static_cast<pid_t>(s.controller.pid));
     }
@@ -667,9 +700,11 @@ std::string format_stop_report(const StopReport& report) {
   for (const StoppedProcess& p : report.processes) {
     std::string who;
     if (p.role == "job") {
-      who = fmt::format("{} job {} (set {})", p.launcher, p.job_id, p.set_id);
+      who = p.set_id == "controller"
+                ? fmt::format("{} job {} (the controller)", p.launcher, p.job_id)
+                : fmt::format("{} job {} (set {})", p.launcher, p.job_id, p.set_id);
     } else if (p.role == "controller") {
-      who = fmt::format("controller {}", p.pid);
+      who = fmt::format("controller {}{}", p.pid, p.host.empty() ? "" : " on " + p.host);
     } else {
       who = fmt::format("{} {}{} (set {})", p.role, p.pid, p.host.empty() ? "" : " on " + p.host,
                         p.set_id);

@@ -157,6 +157,15 @@ struct EngineOptions {
 
 struct StartOptions {
   EngineOptions engines;
+  // Where the controller runs: local (this machine), ssh (on controller_host), or as a slurm,
+  // pbs or sge job (the profile directory must then be shared with the node that runs it,
+  // where the controller writes its connection files). ssh uses engines.ssh's options (but
+  // not its hosts), batch systems engines.batch's. A controller that is not local listens on
+  // every interface (--ip=*) unless controller_args give --ip.
+  Launcher controller_launcher = Launcher::kLocal;
+  SshHost controller_host;
+  // The controller program on controller_host: a name on its PATH, or a path there.
+  std::string remote_controller_program = "ipcpp-controller";
   // The controller program. Default: ipcpp-controller.
   std::string controller_program = "ipcpp-controller";
   // More arguments for the controller, verbatim (e.g. "--ping=500"). Default: none.
@@ -329,11 +338,30 @@ class Cluster {
   std::vector<std::string> engine_args(const EngineOptions& options, bool check_libraries) const;
   // Throws when the programs a set needs here cannot be found, or a task library is missing.
   void check_engine_options(const EngineOptions& options) const;
+  // Writes a job script into <profile>/jobs/<stem>.sh and submits it. Returns the job id and
+  // the script's path. Throws ClusterError naming what the submit command said.
+  std::pair<std::string, std::string> submit_job(const BatchJob& job,
+                                                 const std::string& script_text,
+                                                 const std::string& stem,
+                                                 const std::vector<std::string>& submit_args) const;
+  // Cancels a batch job, recording the outcome in `p`.
+  void cancel_job(Launcher system, const std::string& job_id, StoppedProcess& p) const;
   // Ends the ssh sets' engines and cancels the batch jobs of `state`, adding to `report`.
   void stop_remote_sets(const ClusterState& state, StopReport& report);
   // A batch job's state ("RUNNING 2, PENDING 2"); "" when it is known to have ended; nullopt
   // when it cannot be learned (PBS, SGE: not asked).
   std::optional<std::string> job_state(const EngineSetRecord& set) const;
+  std::optional<std::string> job_state(const std::string& launcher,
+                                       const std::string& job_id) const;
+  // Starts a controller that is not local, recording it in state.controller; waits until its
+  // connection files are in this profile (fetched over ssh, or written by the batch job).
+  void start_remote_controller(ClusterState& state, const StartOptions& options);
+  void wait_for_remote_controller(const ClusterState& state, Seconds timeout,
+                                  std::filesystem::file_time_type submitted);
+  // Whether the state file's controller runs (a batch job that cannot be asked counts).
+  bool controller_running(const ProcessRecord& controller) const;
+  // Stops a controller that is not local, as a StoppedProcess.
+  StoppedProcess stop_remote_controller(const ProcessRecord& controller);
   void wait_for_registration(const Client& client, const ClusterState& state,
                              const std::string& set_id, std::size_t base, Seconds timeout);
   std::optional<int> exited(pid_t pid);

@@ -63,6 +63,45 @@ std::string ssh_failure(const CommandResult& r) {
   return why;
 }
 
+// ssh and its options, without host and port: the user's first (ssh keeps the first value of
+// an option), never a password prompt.
+std::vector<std::string> ssh_base(const SshLaunch& ssh) {
+  std::vector<std::string> base = {ssh.program};
+  base.insert(base.end(), ssh.args.begin(), ssh.args.end());
+  if (!ssh.identity.empty()) base.insert(base.end(), {"-i", fs::absolute(ssh.identity).string()});
+  if (!ssh.known_hosts.empty()) {
+    base.insert(base.end(), {"-o", "UserKnownHostsFile=" + fs::absolute(ssh.known_hosts).string()});
+  }
+  if (!ssh.host_key_checking.empty()) {
+    base.insert(base.end(), {"-o", "StrictHostKeyChecking=" + ssh.host_key_checking});
+  }
+  base.insert(base.end(), {"-o", "BatchMode=yes", "-o", "ConnectTimeout=10"});
+  return base;
+}
+
+std::string remote_dir_for(const SshLaunch& ssh, const fs::path& profile_dir) {
+  if (!ssh.remote_profile_dir.empty()) return ssh.remote_profile_dir;
+  const char* home = std::getenv("HOME");
+  return remote_profile_dir_for(profile_dir, home != nullptr ? home : "");
+}
+
+// A job template: `given` when set (it must be readable), else `in_profile` when it exists.
+// Returns its path ("" for none: the built-in template) and text.
+std::pair<fs::path, std::string> read_job_template(const fs::path& given,
+                                                   const fs::path& in_profile) {
+  fs::path file = given;
+  if (file.empty()) {
+    std::error_code ec;
+    if (!fs::exists(in_profile, ec)) return {};
+    file = in_profile;
+  }
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) throw ClusterError(kExitFailure, "cannot read the job template " + file.string());
+  return {file, text.str()};
+}
+
 bool is_loopback(const std::string& destination) {
   const std::string host = destination.substr(destination.find('@') + 1);
   return host == "localhost" || host.starts_with("127.") || host == "::1";
@@ -185,23 +224,8 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
       }
     }
   }
-  const char* home = std::getenv("HOME");
-  const std::string remote_dir =
-      !ssh.remote_profile_dir.empty()
-          ? ssh.remote_profile_dir
-          : remote_profile_dir_for(options_.profile_dir, home != nullptr ? home : "");
-
-  std::vector<std::string> base = {ssh.program};
-  base.insert(base.end(), ssh.args.begin(), ssh.args.end());
-  if (!ssh.identity.empty()) base.insert(base.end(), {"-i", fs::absolute(ssh.identity).string()});
-  if (!ssh.known_hosts.empty()) {
-    base.insert(base.end(), {"-o", "UserKnownHostsFile=" + fs::absolute(ssh.known_hosts).string()});
-  }
-  if (!ssh.host_key_checking.empty()) {
-    base.insert(base.end(), {"-o", "StrictHostKeyChecking=" + ssh.host_key_checking});
-  }
-  // Never wait for a password or a question nobody will answer.
-  base.insert(base.end(), {"-o", "BatchMode=yes", "-o", "ConnectTimeout=10"});
+  const std::string remote_dir = remote_dir_for(ssh, options_.profile_dir);
+  const std::vector<std::string> base = ssh_base(ssh);
 
   RemoteStart start;
   start.profile_dir = remote_dir;
@@ -220,7 +244,7 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
 
   // Every host at once; each thread runs its own ssh.
   struct Outcome {
-    std::vector<RemoteEngine> engines;
+    std::vector<RemoteProcess> engines;
     std::string error;
   };
   std::vector<std::future<Outcome>> running;
@@ -236,7 +260,7 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
       try {
         const CommandResult r = run_command(command, remote_start_script(job), timeout);
         if (r.status == 0) {
-          outcome.engines = parse_started_engines(r.out);
+          outcome.engines = parse_started(r.out);
           if (outcome.engines.size() != job.n) {
             outcome.error = fmt::format("started {} of {} engines: {}", outcome.engines.size(),
                                         job.n, ssh_failure(r));
@@ -260,7 +284,7 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
     const int port = hosts[i].port > 0 ? hosts[i].port : ssh.port;
     if (!outcome.engines.empty()) {
       HostRecord record{hosts[i].destination, port, remote_dir, {}};
-      for (const RemoteEngine& e : outcome.engines)
+      for (const RemoteProcess& e : outcome.engines)
         record.engines.push_back(EngineRecord{e.pid, e.log});
       set.n += record.engines.size();
       set.hosts.push_back(std::move(record));
@@ -276,6 +300,40 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
   if (set.n == 0) {
     throw ClusterError(kExitFailure, fmt::format("no engine started on any host:\n  {}",
                                                  fmt::join(failures, "\n  ")));
+  }
+}
+
+std::pair<std::string, std::string> Cluster::submit_job(
+    const BatchJob& job, const std::string& script_text, const std::string& stem,
+    const std::vector<std::string>& submit_args) const {
+  const std::string system_name(launcher_name(job.system));
+  const fs::path jobs_dir = options_.profile_dir / "jobs";
+  fs::create_directories(jobs_dir);
+  const fs::path script = jobs_dir / (stem + ".sh");
+  profiles::write_private_file(script, script_text);
+  fs::permissions(script, fs::perms::owner_exec, fs::perm_options::add);
+
+  const std::vector<std::string> submit = submit_command(job.system, script.string(), submit_args);
+  debug(fmt::format("submitting: {}", fmt::join(submit, " ")));
+  CommandResult r;
+  try {
+    r = run_command(submit, "", Seconds(60));
+  } catch (const std::exception& e) {
+    throw ClusterError(kExitFailure,
+                       fmt::format("{} job not submitted: {}", system_name, e.what()));
+  }
+  if (r.status != 0) {
+    std::string why = one_line(r.err);
+    if (why.empty()) why = one_line(r.out);
+    throw ClusterError(
+        kExitFailure,
+        fmt::format("{} job not submitted: {} exited ({}): {} (script {})", system_name,
+                    submit.front(), describe_exit(r.status), why, script.string()));
+  }
+  try {
+    return {parse_job_id(job.system, r.out), script.string()};
+  } catch (const std::invalid_argument& e) {
+    throw ClusterError(kExitFailure, e.what());
   }
 }
 
@@ -297,23 +355,9 @@ void Cluster::start_batch_set(ClusterState& state, const std::string& set_id,
   job.profile_dir = options_.profile_dir.string();
   job.cluster_id = options_.cluster_id;
 
-  fs::path template_file = options.batch.template_file;
-  if (template_file.empty()) {
-    const fs::path in_profile = options_.profile_dir / (system_name + "_engines.template");
-    std::error_code ec;
-    if (fs::exists(in_profile, ec)) template_file = in_profile;
-  }
-  std::string template_text;
-  if (!template_file.empty()) {
-    std::ifstream in(template_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in) {
-      throw ClusterError(kExitFailure, "cannot read the job template " + template_file.string());
-    }
-    template_text = text.str();
-    debug("job template: " + template_file.string());
-  }
+  const auto [template_file, template_text] = read_job_template(
+      options.batch.template_file, options_.profile_dir / (system_name + "_engines.template"));
+  if (!template_file.empty()) debug("job template: " + template_file.string());
   std::string script_text;
   try {
     script_text = engine_job_script(job, template_text);
@@ -322,57 +366,33 @@ void Cluster::start_batch_set(ClusterState& state, const std::string& set_id,
         kExitFailure,
         (template_file.empty() ? std::string() : template_file.string() + ": ") + e.what());
   }
-  const fs::path jobs_dir = options_.profile_dir / "jobs";
-  fs::create_directories(jobs_dir);
-  const fs::path script = jobs_dir / fmt::format("{}-engines{}-{}.sh", system_name,
-                                                 options_.cluster_id.empty()
-                                                     ? std::string()
-                                                     : std::string("-").append(options_.cluster_id),
-                                                 set_id);
-  profiles::write_private_file(script, script_text);
-  fs::permissions(script, fs::perms::owner_exec, fs::perm_options::add);
-
-  const std::vector<std::string> submit =
-      submit_command(system, script.string(), options.batch.submit_args);
-  debug(fmt::format("submitting: {}", fmt::join(submit, " ")));
-  CommandResult r;
-  try {
-    r = run_command(submit, "", Seconds(60));
-  } catch (const std::exception& e) {
-    throw ClusterError(kExitFailure,
-                       fmt::format("{} job not submitted: {}", system_name, e.what()));
-  }
-  if (r.status != 0) {
-    std::string why = last_line(r.err);
-    if (why.empty()) why = last_line(r.out);
-    throw ClusterError(
-        kExitFailure,
-        fmt::format("{} job not submitted: {} exited ({}): {} (script {})", system_name,
-                    submit.front(), describe_exit(r.status), why, script.string()));
-  }
-  std::string job_id;
-  try {
-    job_id = parse_job_id(system, r.out);
-  } catch (const std::invalid_argument& e) {
-    throw ClusterError(kExitFailure, e.what());
-  }
+  const std::string stem = fmt::format(
+      "{}-engines{}-{}", system_name,
+      options_.cluster_id.empty() ? std::string() : std::string("-").append(options_.cluster_id),
+      set_id);
+  const auto [job_id, script] = submit_job(job, script_text, stem, options.batch.submit_args);
   EngineSetRecord& set = state.engine_sets[set_id];
   set.launcher = system_name;
   set.n = job.n;
   set.start_time = proto::format_timestamp(proto::now());
   set.command = job.command;
   set.job_id = job_id;
-  set.script = script.string();
+  set.script = script;
   write_state(state_file_, state);
   say(fmt::format("{} job {} submitted for {} engine{} (script {})", system_name, job_id, job.n,
-                  job.n == 1 ? "" : "s", script.string()));
+                  job.n == 1 ? "" : "s", script));
 }
 
 std::optional<std::string> Cluster::job_state(const EngineSetRecord& set) const {
-  if (set.launcher != "slurm") return std::nullopt;
+  return job_state(set.launcher, set.job_id);
+}
+
+std::optional<std::string> Cluster::job_state(const std::string& launcher,
+                                              const std::string& job_id) const {
+  if (launcher != "slurm") return std::nullopt;
   CommandResult r;
   try {
-    r = run_command({"squeue", "-h", "-j", set.job_id, "-o", "%T"}, "", Seconds(20));
+    r = run_command({"squeue", "-h", "-j", job_id, "-o", "%T"}, "", Seconds(20));
   } catch (const std::exception&) {
     return std::nullopt;
   }
@@ -396,6 +416,243 @@ std::optional<std::string> Cluster::job_state(const EngineSetRecord& set) const 
     text += fmt::format("{}{} {}", text.empty() ? "" : ", ", state, count);
   }
   return text;
+}
+
+void Cluster::start_remote_controller(ClusterState& state, const StartOptions& options) {
+  const Launcher launcher = options.controller_launcher;
+  ProcessRecord& c = state.controller;
+  c.launcher = std::string(launcher_name(launcher));
+  std::vector<std::string> args;
+  if (!options_.cluster_id.empty()) args.insert(args.end(), {"--cluster-id", options_.cluster_id});
+  const bool has_ip =
+      std::any_of(options.controller_args.begin(), options.controller_args.end(),
+                  [](const std::string& a) { return a == "--ip" || a.starts_with("--ip="); });
+  // Engines and clients elsewhere must reach it.
+  if (!has_ip) args.emplace_back("--ip=*");
+  args.insert(args.end(), options.controller_args.begin(), options.controller_args.end());
+
+  if (launcher == Launcher::kSsh) {
+    const SshLaunch& ssh = options.engines.ssh;
+    c.destination = options.controller_host.destination;
+    c.port = options.controller_host.port > 0 ? options.controller_host.port : ssh.port;
+    c.profile_dir = remote_dir_for(ssh, options_.profile_dir);
+    c.ssh = ssh_base(ssh);
+    RemoteStart start;
+    start.profile_dir = c.profile_dir;
+    start.program = options.remote_controller_program;
+    start.args = args;
+    start.log_prefix = "ipcontroller-" + options_.cluster_id;
+    start.n = 1;
+    c.command = {start.program, "--profile-dir", c.profile_dir};
+    c.command.insert(c.command.end(), args.begin(), args.end());
+    const auto command = ssh_command(c.ssh, c.destination, c.port);
+    debug(fmt::format("{}: starting the controller: {}", c.destination, fmt::join(command, " ")));
+    CommandResult r;
+    try {
+      r = run_command(command, remote_start_script(start), ssh.timeout);
+    } catch (const std::exception& e) {
+      throw ClusterError(kExitFailure,
+                         fmt::format("controller host {}: {}", c.destination, e.what()));
+    }
+    const auto started = parse_started(r.out);
+    if (r.status != 0 || started.size() != 1) {
+      const std::string what = r.status == 255                ? "ssh failed: "
+                               : r.status == kRemoteNoProgram ? "no controller program there: "
+                                                              : "";
+      throw ClusterError(kExitFailure, fmt::format("controller host {}: {}{}", c.destination, what,
+                                                   ssh_failure(r)));
+    }
+    c.pid = started.front().pid;
+    c.log = started.front().log;
+    say(fmt::format("controller started on {} (pid {}), log {} there", c.destination, c.pid,
+                    c.log));
+    return;
+  }
+
+  // A batch job: the controller writes its files into this profile, which the node shares.
+  const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
+  BatchJob job;
+  job.system = launcher;
+  job.command = {program(options.controller_program).string(), "--profile-dir",
+                 options_.profile_dir.string()};
+  job.command.insert(job.command.end(), args.begin(), args.end());
+  job.job_name = options_.cluster_id.empty() ? std::string("ipcpp-controller")
+                                             : "ipcpp-controller-" + options_.cluster_id;
+  job.log_dir = profile.log_dir().string();
+  job.log_prefix = "ipcontroller-" + options_.cluster_id;
+  job.queue = options.engines.batch.queue;
+  job.profile_dir = options_.profile_dir.string();
+  job.cluster_id = options_.cluster_id;
+  const auto [template_file, template_text] =
+      read_job_template({}, options_.profile_dir / (c.launcher + "_controller.template"));
+  std::string script_text;
+  try {
+    script_text = controller_job_script(job, template_text);
+  } catch (const std::invalid_argument& e) {
+    throw ClusterError(
+        kExitFailure,
+        (template_file.empty() ? std::string() : template_file.string() + ": ") + e.what());
+  }
+  const std::string stem =
+      c.launcher + "-controller" +
+      (options_.cluster_id.empty() ? std::string() : std::string("-").append(options_.cluster_id));
+  const auto [job_id, script] =
+      submit_job(job, script_text, stem, options.engines.batch.submit_args);
+  c.command = job.command;
+  c.job_id = job_id;
+  c.script = script;
+  say(fmt::format("{} job {} submitted for the controller (script {})", c.launcher, job_id,
+                  script));
+}
+
+void Cluster::wait_for_remote_controller(const ClusterState& state, Seconds timeout,
+                                         fs::file_time_type submitted) {
+  const ProcessRecord& c = state.controller;
+  const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
+  const fs::path client_file = profile.client_connection_file(options_.cluster_id);
+  const fs::path engine_file = profile.engine_connection_file(options_.cluster_id);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  const std::string program = c.command.empty() ? std::string() : c.command.front();
+  for (;;) {
+    if (c.launcher == "ssh") {
+      const CommandResult r =
+          run_command(ssh_command(c.ssh, c.destination, c.port),
+                      remote_fetch_script(c.profile_dir, options_.cluster_id, program,
+                                          static_cast<long>(c.pid), c.log),
+                      Seconds(30));
+      if (r.status == 0) {
+        try {
+          const auto [client, engine] = parse_fetched(r.out);
+          profiles::write_private_file(client_file, client);
+          profiles::write_private_file(engine_file, engine);
+        } catch (const std::invalid_argument& e) {
+          throw ClusterError(kExitFailure,
+                             fmt::format("controller host {}: {}", c.destination, e.what()));
+        }
+        return;
+      }
+      if (r.status == kRemoteExited) {
+        throw ClusterError(kExitFailure,
+                           fmt::format("the controller on {} (pid {}) exited; the end of its log "
+                                       "{} there: {}",
+                                       c.destination, c.pid, c.log, one_line(r.err)));
+      }
+      if (r.status != kRemoteNotReady) {
+        throw ClusterError(kExitFailure, fmt::format("controller host {}: ssh failed: {}",
+                                                     c.destination, ssh_failure(r)));
+      }
+    } else {
+      std::error_code e1;
+      std::error_code e2;
+      if (fs::exists(client_file, e1) && fs::exists(engine_file, e2) &&
+          fs::last_write_time(engine_file, e1) >= submitted &&
+          fs::last_write_time(client_file, e2) >= submitted && !e1 && !e2) {
+        return;
+      }
+      if (const auto job = job_state(c.launcher, c.job_id); job && job->empty()) {
+        throw ClusterError(kExitFailure,
+                           fmt::format("{} job {} of the controller ended before the controller "
+                                       "was ready: see its output in {}",
+                                       c.launcher, c.job_id, profile.log_dir().string()));
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw ClusterError(
+          kExitFailure,
+          fmt::format("the controller ({}) was not ready after {:g} s: no {} yet",
+                      c.launcher == "ssh" ? "on " + c.destination : c.launcher + " job " + c.job_id,
+                      timeout.count(), engine_file.string()));
+    }
+    if (interrupted()) {
+      throw ClusterError(kExitFailure, "interrupted while the controller was starting");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(c.launcher == "ssh" ? 200 : 500));
+  }
+}
+
+bool Cluster::controller_running(const ProcessRecord& c) const {
+  if (c.launcher == "local") {
+    return !c.command.empty() && runs_program(static_cast<pid_t>(c.pid), c.command.front());
+  }
+  if (c.launcher == "ssh") {
+    try {
+      const CommandResult r =
+          run_command(ssh_command(c.ssh, c.destination, c.port),
+                      remote_status_script(c.command.empty() ? std::string() : c.command.front(),
+                                           {static_cast<long>(c.pid)}),
+                      Seconds(30));
+      if (r.status != 0) return true;  // cannot tell: taken as running
+      const auto report = parse_pid_report(r.out);
+      const auto it = report.find(static_cast<long>(c.pid));
+      return it != report.end() && it->second == "alive";
+    } catch (const std::exception&) {
+      return true;
+    }
+  }
+  const auto job = job_state(c.launcher, c.job_id);
+  return !job || !job->empty();
+}
+
+StoppedProcess Cluster::stop_remote_controller(const ProcessRecord& c) {
+  using Outcome = StoppedProcess::Outcome;
+  StoppedProcess p;
+  p.role = "controller";
+  p.launcher = c.launcher;
+  p.pid = static_cast<pid_t>(c.pid);
+  if (c.launcher != "ssh") {
+    p.role = "job";
+    p.job_id = c.job_id;
+    p.set_id = "controller";
+    cancel_job(parse_launcher(c.launcher), c.job_id, p);
+    return p;
+  }
+  p.host = c.destination;
+  try {
+    const CommandResult r =
+        run_command(ssh_command(c.ssh, c.destination, c.port),
+                    remote_stop_script(c.command.empty() ? std::string() : c.command.front(),
+                                       {static_cast<long>(c.pid)}, options_.stop_timeout.count()),
+                    options_.stop_timeout + Seconds(30));
+    const auto report = parse_pid_report(r.out);
+    const auto it = report.find(static_cast<long>(c.pid));
+    const std::string word = it == report.end() ? std::string() : it->second;
+    p.outcome = word == "stopped"   ? Outcome::kStopped
+                : word == "killed"  ? Outcome::kKilled
+                : word == "gone"    ? Outcome::kGone
+                : word == "notours" ? Outcome::kNotOurs
+                                    : Outcome::kSurvived;
+    if (p.outcome == Outcome::kSurvived) p.detail = "ssh failed: " + ssh_failure(r);
+  } catch (const std::exception& e) {
+    p.outcome = Outcome::kSurvived;
+    p.detail = e.what();
+  }
+  return p;
+}
+
+void Cluster::cancel_job(Launcher system, const std::string& job_id, StoppedProcess& p) const {
+  using Outcome = StoppedProcess::Outcome;
+  p.launcher = std::string(launcher_name(system));
+  const auto command = cancel_command(system, job_id);
+  debug(fmt::format("cancelling: {}", fmt::join(command, " ")));
+  try {
+    const CommandResult r = run_command(command, "", Seconds(60));
+    if (r.status == 0) {
+      p.outcome = Outcome::kStopped;
+      return;
+    }
+    std::string why = one_line(r.err);
+    if (why.empty()) why = describe_exit(r.status);
+    // A job that has ended already is not an error.
+    const bool ended = why.find("Invalid job id") != std::string::npos ||
+                       why.find("Unknown Job Id") != std::string::npos ||
+                       why.find("does not exist") != std::string::npos;
+    p.outcome = ended ? Outcome::kGone : Outcome::kSurvived;
+    p.detail = command.front() + ": " + why;
+  } catch (const std::exception& e) {
+    p.outcome = Outcome::kSurvived;
+    p.detail = e.what();
+  }
 }
 
 void Cluster::stop_remote_sets(const ClusterState& state, StopReport& report) {
@@ -441,26 +698,7 @@ void Cluster::stop_remote_sets(const ClusterState& state, StopReport& report) {
       p.set_id = id;
       p.job_id = set.job_id;
       p.launcher = set.launcher;
-      const auto command = cancel_command(parse_launcher(set.launcher), set.job_id);
-      debug(fmt::format("cancelling: {}", fmt::join(command, " ")));
-      try {
-        const CommandResult r = run_command(command, "", Seconds(60));
-        if (r.status == 0) {
-          p.outcome = Outcome::kStopped;
-        } else {
-          std::string why = one_line(r.err);
-          if (why.empty()) why = describe_exit(r.status);
-          // A job that has ended already is not an error.
-          const bool ended = why.find("Invalid job id") != std::string::npos ||
-                             why.find("Unknown Job Id") != std::string::npos ||
-                             why.find("does not exist") != std::string::npos;
-          p.outcome = ended ? Outcome::kGone : Outcome::kSurvived;
-          p.detail = command.front() + ": " + why;
-        }
-      } catch (const std::exception& e) {
-        p.outcome = Outcome::kSurvived;
-        p.detail = e.what();
-      }
+      cancel_job(parse_launcher(set.launcher), set.job_id, p);
       report.processes.push_back(std::move(p));
     }
   }

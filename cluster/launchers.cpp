@@ -238,15 +238,17 @@ std::string remote_start_script(const RemoteStart& start) {
       "mkdir -p \"$d/security\" \"$d/log\" || {{ echo \"cannot create $d/security and $d/log\" "
       ">&2; exit {}; }}\n",
       kRemoteCannotWrite);
-  script += "f=\"$d/security/\"" + shell_quote(start.connection_file_name) + "\n";
-  script += fmt::format("cat > \"$f.$$.part\" <<'{}'\n", kEnd);
-  script += start.connection_text;
-  if (!start.connection_text.ends_with('\n')) script += '\n';
-  script += std::string(kEnd) + "\n";
-  script += fmt::format(
-      "[ $? -eq 0 ] && chmod 600 \"$f.$$.part\" && mv -f \"$f.$$.part\" \"$f\" || {{ echo \"cannot "
-      "write $f\" >&2; exit {}; }}\n",
-      kRemoteCannotWrite);
+  if (!start.connection_file_name.empty()) {
+    script += "f=\"$d/security/\"" + shell_quote(start.connection_file_name) + "\n";
+    script += fmt::format("cat > \"$f.$$.part\" <<'{}'\n", kEnd);
+    script += start.connection_text;
+    if (!start.connection_text.ends_with('\n')) script += '\n';
+    script += std::string(kEnd) + "\n";
+    script += fmt::format(
+        "[ $? -eq 0 ] && chmod 600 \"$f.$$.part\" && mv -f \"$f.$$.part\" \"$f\" || {{ echo "
+        "\"cannot write $f\" >&2; exit {}; }}\n",
+        kRemoteCannotWrite);
+  }
   script += "p=" + shell_quote(start.program) + "\n";
   script += fmt::format(
       "case $p in\n"
@@ -258,28 +260,58 @@ std::string remote_start_script(const RemoteStart& start) {
       kRemoteNoProgram);
   script += "l=\"$d/log/\"" + shell_quote(start.log_prefix) + "\n";
   script += fmt::format("i=0\nwhile [ \"$i\" -lt {} ]; do\n", start.n);
-  // nohup -> sh -> the engine, each exec'ing the next: $! is the engine's pid, and $$ in the
+  // nohup -> sh -> the program, each exec'ing the next: $! is the program's pid, and $$ in the
   // inner sh names its log.
   script += "  nohup sh -c 'exec \"$@\" > \"$0-$$.log\" 2>&1' \"$l\" \"$p\" --profile-dir \"$d\"" +
             args + " < /dev/null > /dev/null 2>&1 &\n";
-  script += "  echo \"engine $! $l-$!.log\"\n";
+  script += "  echo \"started $! $l-$!.log\"\n";
   script += "  i=$((i + 1))\ndone\n";
   return script;
 }
 
-std::vector<RemoteEngine> parse_started_engines(std::string_view output) {
-  std::vector<RemoteEngine> engines;
+std::vector<RemoteProcess> parse_started(std::string_view output) {
+  std::vector<RemoteProcess> started;
   for (const std::string_view line : split_lines(output)) {
-    if (!line.starts_with("engine ")) continue;
-    const std::string_view rest = line.substr(7);
+    if (!line.starts_with("started ")) continue;
+    const std::string_view rest = line.substr(8);
     const auto space = rest.find(' ');
     const auto pid = positive(rest.substr(0, space));
     if (!pid) continue;
-    engines.push_back(RemoteEngine{*pid, space == std::string_view::npos
-                                             ? std::string()
-                                             : std::string(rest.substr(space + 1))});
+    started.push_back(RemoteProcess{*pid, space == std::string_view::npos
+                                              ? std::string()
+                                              : std::string(rest.substr(space + 1))});
   }
-  return engines;
+  return started;
+}
+
+std::string remote_fetch_script(const std::string& profile_dir, const std::string& cluster_id,
+                                const std::string& program, long pid, const std::string& log) {
+  const std::string suffix = cluster_id.empty() ? std::string() : "-" + cluster_id;
+  std::string script = "d=" + shell_dir(profile_dir) + "\n";
+  script += "p=" + shell_quote(program) + "\n";
+  script += kOursFunction;
+  script += fmt::format(
+      "if ! kill -0 {0} 2>/dev/null || ! ours {0}; then tail -n 10 {1} >&2; exit {2}; fi\n", pid,
+      shell_quote(log), kRemoteExited);
+  script += "c=\"$d/security/\"" + shell_quote("ipcontroller" + suffix + "-client.json") + "\n";
+  script += "e=\"$d/security/\"" + shell_quote("ipcontroller" + suffix + "-engine.json") + "\n";
+  script += "f=\"$d/pid/\"" + shell_quote("ipcontroller" + suffix + ".pid") + "\n";
+  script += fmt::format(
+      "[ -f \"$c\" ] && [ -f \"$e\" ] && [ \"$(cat \"$f\" 2>/dev/null)\" = {} ] || exit {}\n", pid,
+      kRemoteNotReady);
+  script += "echo '--- client'\ncat \"$c\"\necho\necho '--- engine'\ncat \"$e\"\n";
+  return script;
+}
+
+std::pair<std::string, std::string> parse_fetched(std::string_view output) {
+  const auto client = output.find("--- client\n");
+  const auto engine = output.find("\n--- engine\n");
+  if (client == std::string_view::npos || engine == std::string_view::npos || engine < client) {
+    throw std::invalid_argument("the controller's connection files did not come back whole");
+  }
+  std::string client_text(output.substr(client + 11, engine - client - 11));
+  std::string engine_text(output.substr(engine + 12));
+  return {std::move(client_text), std::move(engine_text)};
 }
 
 std::string remote_stop_script(const std::string& program, const std::vector<long>& pids,
@@ -376,11 +408,54 @@ std::string default_engine_template(Launcher system) {
   }
 }
 
+std::string default_controller_template(Launcher system) {
+  switch (system) {
+    case Launcher::kSlurm:
+      return "#!/bin/sh\n"
+             "#SBATCH --job-name={job_name}\n"
+             "#SBATCH --ntasks=1\n"
+             "#SBATCH --output={log_dir}/{log_prefix}-%j.log\n"
+             "#SBATCH --partition={queue}\n"
+             "exec {command}\n";
+    case Launcher::kPbs:
+      return "#!/bin/sh\n"
+             "#PBS -N {job_name}\n"
+             "#PBS -V\n"
+             "#PBS -j oe\n"
+             "#PBS -o {log_dir}/\n"
+             "#PBS -q {queue}\n"
+             "exec {command}\n";
+    case Launcher::kSge:
+      return "#!/bin/sh\n"
+             "#$ -S /bin/sh\n"
+             "#$ -N {job_name}\n"
+             "#$ -V\n"
+             "#$ -j y\n"
+             "#$ -o {log_dir}\n"
+             "#$ -q {queue}\n"
+             "exec {command}\n";
+    default:
+      throw std::invalid_argument(
+          fmt::format("{} is not a batch system: use slurm, pbs or sge", launcher_name(system)));
+  }
+}
+
+std::string controller_job_script(const BatchJob& job, std::string_view template_text) {
+  return render_template(
+      template_text.empty() ? default_controller_template(job.system) : std::string(template_text),
+      template_values(job));
+}
+
 std::map<std::string, std::string> template_values(const BatchJob& job) {
-  return {{"n", std::to_string(job.n)},   {"job_name", job.job_name},
-          {"log_dir", job.log_dir},       {"log_prefix", job.log_prefix},
-          {"queue", job.queue},           {"profile_dir", job.profile_dir},
-          {"cluster_id", job.cluster_id}, {"engine_command", shell_join(job.command)}};
+  return {{"n", std::to_string(job.n)},
+          {"job_name", job.job_name},
+          {"log_dir", job.log_dir},
+          {"log_prefix", job.log_prefix},
+          {"queue", job.queue},
+          {"profile_dir", job.profile_dir},
+          {"cluster_id", job.cluster_id},
+          {"engine_command", shell_join(job.command)},
+          {"command", shell_join(job.command)}};
 }
 
 std::string render_template(std::string_view text,

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ipcpp::cluster {
@@ -79,19 +80,32 @@ inline constexpr int kRemoteCannotWrite = 3;  // the profile or connection file
 inline constexpr int kRemoteNoProgram = 127;  // the engine program is not there
 
 // A POSIX sh script, run with `ssh HOST sh -s` (the script on stdin): writes the connection
-// file into DIR/security/ (mode 0600), checks that the engine program exists, and starts n
-// engines detached (nohup, stdin from /dev/null, output to their logs), printing one line
-// "engine PID LOG" for each.
+// file (if any) into DIR/security/ (mode 0600), checks that the program exists, and starts n
+// copies detached (nohup, stdin from /dev/null, output to their logs), printing one line
+// "started PID LOG" for each.
 std::string remote_start_script(const RemoteStart& start);
 
-// A started engine as the start script reports it.
-struct RemoteEngine {
+// A process started by that script.
+struct RemoteProcess {
   long pid = 0;
   std::string log;
-  bool operator==(const RemoteEngine&) const = default;
+  bool operator==(const RemoteProcess&) const = default;
 };
-// The "engine PID LOG" lines of the start script's output; other lines are ignored.
-std::vector<RemoteEngine> parse_started_engines(std::string_view output);
+// The "started PID LOG" lines of the start script's output; other lines are ignored.
+std::vector<RemoteProcess> parse_started(std::string_view output);
+
+// Exit statuses of the controller-fetch script besides 0.
+inline constexpr int kRemoteExited = 4;    // the controller is not running (its log on stderr)
+inline constexpr int kRemoteNotReady = 5;  // no connection files from this controller yet
+
+// A script that, once the controller `pid` (running `program`) has written its pid file and
+// both connection files into DIR, prints "--- client", the client file, "--- engine", the
+// engine file. `cluster_id` names the files.
+std::string remote_fetch_script(const std::string& profile_dir, const std::string& cluster_id,
+                                const std::string& program, long pid, const std::string& log);
+// The two files of that script's output: {client, engine}. Throws std::invalid_argument when
+// the output does not hold both.
+std::pair<std::string, std::string> parse_fetched(std::string_view output);
 
 // A script that stops the given engines: SIGTERM to each pid whose /proc/PID/cmdline still
 // starts with `program`, up to `timeout_seconds` for them to end, then SIGKILL. Prints one line
@@ -106,7 +120,7 @@ std::map<long, std::string> parse_pid_report(std::string_view output);
 
 // ---- batch systems ---------------------------------------------------------------------------
 
-// What a batch job script is made from.
+// What a batch job script is made from: an engine array job, or a controller job.
 struct BatchJob {
   Launcher system = Launcher::kSlurm;
   std::size_t n = 1;                 // engines: one array task each
@@ -121,8 +135,8 @@ struct BatchJob {
 
 // The default template of an engine job for a batch system. Placeholders, replaced by
 // render_template: {n}, {job_name}, {log_dir}, {log_prefix}, {queue}, {profile_dir},
-// {cluster_id}, {engine_command} (the engine's argv, shell-quoted). Lines with {queue} are
-// dropped when there is no queue.
+// {cluster_id}, {engine_command} (the engine's argv, shell-quoted; also {command}). Lines with
+// {queue} are dropped when there is no queue.
 std::string default_engine_template(Launcher system);
 
 // The placeholders of `job` as render_template takes them.
@@ -137,6 +151,10 @@ std::string render_template(std::string_view text,
 
 // The job script for `job`: `template_text` ("" for the default template) rendered.
 std::string engine_job_script(const BatchJob& job, std::string_view template_text = {});
+
+// The default template of a controller job: one task, {command} the controller's argv.
+std::string default_controller_template(Launcher system);
+std::string controller_job_script(const BatchJob& job, std::string_view template_text = {});
 
 // The command that submits `script`: sbatch --parsable / qsub, then `extra`, then the script.
 std::vector<std::string> submit_command(Launcher system, const std::string& script,

@@ -37,6 +37,15 @@ struct ProcessRecord {
   std::int64_t pid = 0;  // 0: none
   std::string log;
   std::vector<std::string> command;  // argv; command[0] is the program's absolute path
+  // The controller's launcher: local, ssh (pid and log on `destination`), slurm, pbs or sge
+  // (a batch job; pid 0). The fields below are the controller's only.
+  std::string launcher = "local";
+  std::string destination;       // ssh: [user@]host
+  int port = 0;                  // ssh: its port; 0: ssh's default
+  std::string profile_dir;       // ssh: the profile directory on that host
+  std::vector<std::string> ssh;  // ssh: the ssh program and options
+  std::string job_id;            // batch: the job
+  std::string script;            // batch: the job script submitted
 };
 
 struct EngineRecord {

@@ -95,9 +95,7 @@ StatusReport Cluster::status(Seconds timeout) {
 
   if (report.state) {
     const ClusterState& state = *report.state;
-    report.controller_alive =
-        !state.controller.command.empty() &&
-        runs_program(static_cast<pid_t>(state.controller.pid), state.controller.command.front());
+    report.controller_alive = controller_running(state.controller);
     report.watcher_alive =
         !state.watcher.command.empty() &&
         runs_program(static_cast<pid_t>(state.watcher.pid), state.watcher.command.front());
@@ -168,8 +166,16 @@ std::string format_status(const StatusReport& status) {
     const ClusterState& state = *status.state;
     text +=
         fmt::format("State file: {} (started {})\n", status.state_file.string(), state.start_time);
-    text += fmt::format("Controller: pid {}, {} (log {})\n", state.controller.pid,
-                        status.controller_alive ? "running" : "not running", state.controller.log);
+    const ProcessRecord& c = state.controller;
+    const std::string running = status.controller_alive ? "running" : "not running";
+    if (c.launcher == "local") {
+      text += fmt::format("Controller: pid {}, {} (log {})\n", c.pid, running, c.log);
+    } else if (c.launcher == "ssh") {
+      text += fmt::format("Controller: on {} (ssh), pid {}, {} (log {} there)\n", c.destination,
+                          c.pid, running, c.log);
+    } else {
+      text += fmt::format("Controller: {} job {}, {}\n", c.launcher, c.job_id, running);
+    }
     for (const EngineSetStatus& set : status.sets) {
       if (set.launcher == "local") {
         text += fmt::format("Engine set {}: {} of {} running", set.id, set.alive.size(),

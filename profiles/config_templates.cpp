@@ -114,8 +114,14 @@ constexpr std::string_view kClusterTemplate =
 # batch job: slurm, pbs or sge.
 # engines = "local"
 
-# Where the controller runs: only local (this machine) so far.
+# Where the controller runs: local (this machine), ssh (on controller-host), or as a slurm,
+# pbs or sge job (the profile directory must then be shared with the node that runs it).
 # controller = "local"
+
+# The controller's ssh host, [user@]host[:port], for controller = "ssh". For example:
+#   controller-host = "head.lab.example"
+# The controller program on that host (a name on its PATH, or a path there).
+# remote-controller-program = "ipcpp-controller"
 
 # ssh launcher. Hosts and their engine counts, or a file of hosts ("[user@]host[:port] [n]"
 # a line). Default: none. For example:

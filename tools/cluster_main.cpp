@@ -44,6 +44,8 @@ struct Options {
   std::vector<std::string> engine_args;
   std::vector<std::string> controller_args;
   std::vector<std::string> controller_rest;  // after --
+  std::string controller_host;
+  std::string remote_controller_program = "ipcpp-controller";
   // ssh
   std::string hosts;
   std::string hosts_file;
@@ -247,8 +249,18 @@ Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
   add_engine_options(c.start, o);
   c.start
       ->add_option("--controller", o.controller_launcher,
-                   "Where the controller runs: local (the only controller launcher so far)")
-      ->check(CLI::IsMember({"local"}));
+                   "Where the controller runs: local, ssh (on --controller-host), or as a "
+                   "slurm, pbs or sge job (the profile directory must be shared with its node)")
+      ->check(CLI::IsMember({"local", "ssh", "slurm", "pbs", "sge"}));
+  c.start
+      ->add_option("--controller-host", o.controller_host,
+                   "The controller's ssh host: [user@]host[:port]; the ssh options are the "
+                   "engines' (--ssh-identity, ...)")
+      ->type_name("HOST");
+  c.start
+      ->add_option("--remote-controller-program", o.remote_controller_program,
+                   "The controller program on --controller-host: a name on its PATH, or a path")
+      ->type_name("PATH");
   c.start
       ->add_option("--controller-arg", o.controller_args,
                    "Argument for the controller, verbatim; repeatable "
@@ -272,7 +284,8 @@ Commands build_cli(CLI::App& app, Options& o, ConfigTwins& twins) {
   add_common(c.start, o);
   twins.add(c.start, {"-n", "--load", "--engine-arg", "--engine-program", "--timeout", "--engines",
                       "--controller", "--controller-arg", "--delay", "--daemonize",
-                      "--stop-timeout", "--cluster-id", "--log-level", "--log-to-file"});
+                      "--stop-timeout", "--cluster-id", "--log-level", "--log-to-file",
+                      "--controller-host", "--remote-controller-program"});
   twins.add(c.start, kLauncherOptions);
 
   c.stop = app.add_subcommand("stop", "Stop the cluster: its engines, then its controller");
@@ -378,6 +391,29 @@ int run_start(const Options& o, const EngineOptions& engines, Cluster& cluster, 
                                  o.controller_rest.end());
   options.delay = seconds(o.delay);
   options.watched = !o.daemonize;
+  options.controller_launcher = parse_launcher(o.controller_launcher);
+  options.remote_controller_program = o.remote_controller_program;
+  if (options.controller_launcher == Launcher::kSsh) {
+    if (o.controller_host.empty()) {
+      std::cerr << "ipcpp-cluster: --controller ssh needs --controller-host (see ipcpp-cluster "
+                   "--help)\n";
+      return kExitUsage;
+    }
+    // [user@]host[:port]: the port after the colon, as in a hosts file.
+    SshHost host;
+    const auto colon = o.controller_host.rfind(':');
+    host.destination = o.controller_host.substr(0, colon);
+    if (colon != std::string::npos) {
+      try {
+        host.port = std::stoi(o.controller_host.substr(colon + 1));
+      } catch (const std::exception&) {
+        std::cerr << "ipcpp-cluster: --controller-host " << o.controller_host
+                  << ": the ssh port after ':' must be a number (see ipcpp-cluster --help)\n";
+        return kExitUsage;
+      }
+    }
+    options.controller_host = host;
+  }
   const ClusterState state = cluster.start(options);
   if (o.daemonize) {
     std::cout << "Leaving cluster running: " << cluster.state_file().string() << std::endl;

@@ -211,8 +211,35 @@ TEST_CASE("launchers: engine job scripts for Slurm, PBS and SGE match known-good
         "#!/bin/bash\n#$ -pe smp 8\necho {done} ipcpp-engines-run\n");
   CHECK_THROWS_WITH(engine_job_script(job, "#$ -l h_rt={walltime}\n"),
                     doctest::Contains("unknown placeholder {walltime} in the job template; known: "
-                                      "{cluster_id}, {engine_command}"));
+                                      "{cluster_id}, {command}, {engine_command}"));
   CHECK_THROWS_WITH(engine_job_script(job, "#$ -N {job_name\n"), doctest::Contains("unclosed {"));
+}
+
+TEST_CASE("launchers: controller job scripts for Slurm, PBS and SGE match known-good scripts") {
+  BatchJob job;
+  job.command = {"/opt/ipcpp/bin/ipcpp-controller", "--profile-dir", "/home/u/p", "--ip=*"};
+  job.job_name = "ipcpp-controller";
+  job.log_dir = "/home/u/p/log";
+  job.log_prefix = "ipcontroller-";
+  const std::string controller =
+      "exec /opt/ipcpp/bin/ipcpp-controller --profile-dir /home/u/p "
+      "'--ip=*'\n";
+  job.system = Launcher::kSlurm;
+  CHECK(controller_job_script(job) ==
+        "#!/bin/sh\n#SBATCH --job-name=ipcpp-controller\n#SBATCH --ntasks=1\n"
+        "#SBATCH --output=/home/u/p/log/ipcontroller--%j.log\n" +
+            controller);
+  job.system = Launcher::kPbs;
+  job.queue = "long";
+  CHECK(controller_job_script(job) ==
+        "#!/bin/sh\n#PBS -N ipcpp-controller\n#PBS -V\n#PBS -j oe\n#PBS -o /home/u/p/log/\n"
+        "#PBS -q long\n" +
+            controller);
+  job.system = Launcher::kSge;
+  CHECK(controller_job_script(job) ==
+        "#!/bin/sh\n#$ -S /bin/sh\n#$ -N ipcpp-controller\n#$ -V\n#$ -j y\n"
+        "#$ -o /home/u/p/log\n#$ -q long\n" +
+            controller);
 }
 
 TEST_CASE("launchers: job ids in what sbatch and qsub print, and the commands that use them") {
@@ -441,8 +468,8 @@ TEST_CASE(
   CHECK(refused.exit_code == 1);
   CHECK(contains(refused.err,
                  "ipcpp-cluster: slurm job not submitted: sbatch exited (exit status "
-                 "1): sbatch: error: Batch job submission failed: Invalid partition name "
-                 "specified (script "));
+                 "1): sbatch: error: invalid partition specified: nosuchpartition; sbatch: "
+                 "error: Batch job submission failed: Invalid partition name specified (script "));
   CHECK(profile.state().at("engine_sets").size() == 1);
   CHECK(engine_pids(profile, 4) == pids);
 
@@ -466,4 +493,111 @@ TEST_CASE("ipcpp-cluster --engines pbs and sge say clearly when their tools are 
     CHECK(contains(r.err, "ipcpp-cluster: cannot start qsub: not found"));
     CHECK_FALSE(fs::exists(profile.state_file()));
   }
+}
+
+TEST_CASE(
+    "ipcpp-cluster --controller ssh starts the controller on a host, fetches its "
+    "connection files, and stop ends it") {
+  if (const auto why = SshServer::unavailable()) {
+    MESSAGE("skipped: " << *why);
+    return;
+  }
+  SshServer server;
+  ClusterProfile profile;
+  const fs::path remote = profile.tmp().path() / "remote";
+  const std::vector<std::string> common = {"--controller",
+                                           "ssh",
+                                           "--ssh-port",
+                                           std::to_string(server.port()),
+                                           "--ssh-identity",
+                                           server.user_key().string(),
+                                           "--ssh-known-hosts",
+                                           server.known_hosts().string(),
+                                           "--remote-controller-program",
+                                           tool_path("ipcpp-controller"),
+                                           "--remote-profile-dir",
+                                           remote.string(),
+                                           "--controller-arg=--ip=127.0.0.1",
+                                           kFastController};
+
+  // A host that cannot be reached: one line, nothing left behind.
+  const auto unreachable =
+      profile.run("start", joined({"-n", "1", "--controller-host", "127.0.0.2"}, common));
+  CHECK(unreachable.exit_code == 1);
+  CHECK(contains(unreachable.err,
+                 "ipcpp-cluster: controller host 127.0.0.2: ssh failed: ssh: "
+                 "connect to host 127.0.0.2 port " +
+                     std::to_string(server.port()) + ": Connection refused\n"));
+  CHECK_FALSE(fs::exists(profile.state_file()));
+
+  const auto started = profile.run(
+      "start", joined({"-n", "2", "--daemonize", "--controller-host", "127.0.0.1"}, common));
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  CHECK(contains(started.err, "ipcpp-cluster: controller started on 127.0.0.1 (pid "));
+  CHECK(contains(started.err, "ipcpp-cluster: 2/2 engines registered\n"));
+  const json state = profile.state();
+  const json& controller = state.at("controller");
+  CHECK(controller.at("launcher") == "ssh");
+  const auto controller_pid = controller.at("pid").get<pid_t>();
+  CHECK(runs(controller_pid, tool_path("ipcpp-controller")));
+  // The controller wrote its files on its host; this profile has copies, mode 0600.
+  const fs::path client_file = profile.dir() / "security" / "ipcontroller-client.json";
+  CHECK(json::parse(read_text(client_file)) ==
+        json::parse(read_text(remote / "security" / "ipcontroller-client.json")));
+  CHECK(mode_of(client_file) == 0600);
+  CHECK(engine_pids(profile, 2) == recorded_engines(state));
+
+  const auto status = profile.run("status");
+  INFO(status.out);
+  CHECK(contains(status.out, "Controller: on 127.0.0.1 (ssh), pid " +
+                                 std::to_string(controller_pid) + ", running"));
+
+  const auto stopped = profile.run("stop");
+  INFO(stopped.out);
+  CHECK(stopped.exit_code == 0);
+  CHECK(contains(stopped.out,
+                 "Stopped controller " + std::to_string(controller_pid) + " on 127.0.0.1\n"));
+  CHECK(wait_until([&] { return !runs(controller_pid, tool_path("ipcpp-controller")); }, 10s));
+  CHECK_FALSE(fs::exists(client_file));
+}
+
+TEST_CASE(
+    "ipcpp-cluster --controller slurm --engines slurm: both are jobs, and stop cancels "
+    "them") {
+  if (const auto why = SlurmCluster::unavailable()) {
+    MESSAGE("skipped: " << *why);
+    return;
+  }
+  SlurmCluster slurm;
+  ClusterProfile profile;
+  profile.set_env("SLURM_CONF", slurm.conf().string());
+  const auto started =
+      profile.run("start", {"-n", "2", "--controller", "slurm", "--engines", "slurm", "--daemonize",
+                            kFastController, "--controller-arg=--ip=127.0.0.1"});
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  const json state = profile.state();
+  const std::string controller_job = state.at("controller").at("job_id");
+  const std::string engine_job = state.at("engine_sets").at("1").at("job_id");
+  CHECK(contains(started.err,
+                 "ipcpp-cluster: slurm job " + controller_job + " submitted for the controller"));
+  CHECK(contains(started.err, "ipcpp-cluster: 2/2 engines registered\n"));
+  const std::string queue = slurm.squeue();
+  INFO(queue);
+  CHECK(contains(queue, controller_job + " RUNNING"));
+  const std::set<pid_t> pids = engine_pids(profile, 2);
+  CHECK(pids.size() == 2);
+
+  const auto status = profile.run("status");
+  INFO(status.out);
+  CHECK(contains(status.out, "Controller: slurm job " + controller_job + ", running\n"));
+
+  const auto stopped = profile.run("stop");
+  INFO(stopped.out);
+  CHECK(stopped.exit_code == 0);
+  CHECK(contains(stopped.out, "Cancelled slurm job " + engine_job + " (set 1)\n"));
+  CHECK(contains(stopped.out, "Cancelled slurm job " + controller_job + " (the controller)\n"));
+  CHECK(wait_until([&] { return slurm.squeue().empty(); }, 30s));
+  CHECK(wait_until([&] { return none_of_them_run(pids); }, 10s));
 }

@@ -565,7 +565,10 @@ TEST_CASE("the cluster template, uncommented, sets every cluster option to its d
   std::string queue = "unset", job_name = "unset";
   app.add_option("--engines", engines)
       ->check(CLI::IsMember({"local", "ssh", "mpi", "slurm", "pbs", "sge"}));
-  app.add_option("--controller", controller)->check(CLI::IsMember({"local"}));
+  app.add_option("--controller", controller)
+      ->check(CLI::IsMember({"local", "ssh", "slurm", "pbs", "sge"}));
+  std::string remote_controller_program;
+  app.add_option("--remote-controller-program", remote_controller_program);
   // The launchers' options without a default (hosts, keys, extra arguments, templates) are
   // shown as examples only.
   app.add_option("--ssh", ssh);
@@ -595,6 +598,7 @@ TEST_CASE("the cluster template, uncommented, sets every cluster option to its d
   CHECK(engine_program == "ipcpp-engine");
   CHECK(ssh == "ssh");
   CHECK(remote_engine_program == "ipcpp-engine");
+  CHECK(remote_controller_program == "ipcpp-controller");
   CHECK(remote_profile_dir.empty());
   CHECK(mpiexec == "mpiexec");
   CHECK(queue.empty());
