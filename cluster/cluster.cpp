@@ -354,7 +354,7 @@ StopReport Cluster::terminate(const ClusterState& state) {
     if (state.controller.pid > 0 || !state.controller.job_id.empty()) {
       report.processes.push_back(stop_remote_controller(state.controller));
     }
-    if (state.controller.launcher == "ssh") {
+    if (state.controller.launcher == "ssh" && report.complete()) {
       // The copies fetched at start: the controller on its host removes only its own.
       const profiles::Profile profile = profiles::Profile::at(options_.profile_dir);
       std::error_code ec;
@@ -494,6 +494,7 @@ ClusterState Cluster::start(const StartOptions& options) {
       const auto submitted = fs::last_write_time(marker);
       fs::remove(marker);
       start_remote_controller(state, options);
+      remote_controller_ = state.controller;
       write_state(state_file_, state);
       wait_for_remote_controller(state, options.engines.timeout, submitted);
     }
@@ -524,6 +525,7 @@ ClusterState Cluster::start(const StartOptions& options) {
 }
 
 WatchEnd Cluster::watch() {
+  auto next_remote_check = Clock::now() + std::chrono::seconds(5);
   for (;;) {
     for (std::size_t i = 0; i < children_.size();) {
       const Launched child = children_[i];
@@ -539,6 +541,18 @@ WatchEnd Cluster::watch() {
       }
       say(fmt::format("engine {} exited ({}); its log: {}", child.pid, describe_exit(*status),
                       child.log.string()));
+    }
+    if (remote_controller_ && Clock::now() >= next_remote_check) {
+      next_remote_check = Clock::now() + std::chrono::seconds(5);
+      if (!controller_running(*remote_controller_)) {
+        const ProcessRecord& c = *remote_controller_;
+        return WatchEnd{
+            WatchEnd::Reason::kControllerExited, -1,
+            c.launcher == "ssh"
+                ? fmt::format("the controller on {} (pid {}) is gone; its log: {} there",
+                              c.destination, c.pid, c.log)
+                : fmt::format("the controller's {} job {} has ended", c.launcher, c.job_id)};
+      }
     }
     if (controller_pid_ > 0 && !process_alive(controller_pid_)) {  // not our child
       return WatchEnd{WatchEnd::Reason::kControllerExited, -1,
@@ -674,7 +688,13 @@ StopReport Cluster::stop() {
     if (current) note_running(*current);
     report = terminate(current ? *current : *state);
     std::error_code ec;
-    fs::remove(state_file_, ec);
+    // What could not be stopped stays recorded, so that a second stop tries again.
+    if (report.complete()) {
+      fs::remove(state_file_, ec);
+    } else {
+      report.kept = true;
+      if (!current) write_state(state_file_, *state);
+    }
   } catch (const std::exception& e) {
     throw ClusterError(kExitFailure, e.what());
   }
@@ -727,7 +747,13 @@ std::string format_stop_report(const StopReport& report) {
         break;
     }
   }
-  text += "Removed " + report.state_file.string() + "\n";
+  if (report.kept) {
+    text += "Kept " + report.state_file.string() +
+            ": what could not be stopped is still recorded there; ipcpp-cluster stop tries "
+            "again\n";
+  } else {
+    text += "Removed " + report.state_file.string() + "\n";
+  }
   return text;
 }
 

@@ -205,6 +205,8 @@ struct StopReport {
   pid_t watcher = 0;
   // True if every process is gone now.
   bool complete() const;
+  // The state file was kept, because something could not be stopped.
+  bool kept = false;
 };
 
 // Why watch() returned.
@@ -301,7 +303,8 @@ class Cluster {
   // Stops the cluster of the state file: when a foreground `ipcpp-cluster start` watches it,
   // first asks that one to stop it (SIGTERM) and waits for it; then SIGTERM to each engine
   // still running, up to stop_timeout for them to end, SIGKILL to those left; the same for
-  // the controller; then removes the state file. Only pids whose /proc/<pid>/cmdline names
+  // the controller; then removes the state file, or keeps it (StopReport::kept) when something
+  // could not be stopped, so that a second stop tries again. Only pids whose /proc/<pid>/cmdline names
   // the recorded program are signalled. Returns what happened to each process.
   // Throws ClusterError(kExitNoClusterFile) when there is no state file.
   StopReport stop();
@@ -371,8 +374,9 @@ class Cluster {
   ClusterOptions options_;
   std::filesystem::path state_file_;
   std::filesystem::path program_dir_;
-  pid_t controller_pid_ = 0;        // the controller start() started
-  std::vector<Launched> children_;  // started by this object and not yet reaped
+  pid_t controller_pid_ = 0;                        // the controller start() started
+  std::optional<ProcessRecord> remote_controller_;  // ... when it is not local
+  std::vector<Launched> children_;                  // started by this object and not yet reaped
 };
 
 // The text ipcpp-cluster prints for a report, one line per item, each ending in '\n'.

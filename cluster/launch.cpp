@@ -51,7 +51,7 @@ std::vector<std::string> ssh_command(const std::vector<std::string>& base,
                                      const std::string& destination, int port) {
   std::vector<std::string> command = base;
   if (port > 0) command.insert(command.end(), {"-p", std::to_string(port)});
-  command.insert(command.end(), {destination, "sh", "-s"});
+  command.insert(command.end(), {"--", destination, "sh", "-s"});
   return command;
 }
 
@@ -259,8 +259,9 @@ void Cluster::start_ssh_set(ClusterState& state, const std::string& set_id,
       Outcome outcome;
       try {
         const CommandResult r = run_command(command, remote_start_script(job), timeout);
+        // Whatever was started is recorded (and so stopped later), even when ssh failed after.
+        outcome.engines = parse_started(r.out);
         if (r.status == 0) {
-          outcome.engines = parse_started(r.out);
           if (outcome.engines.size() != job.n) {
             outcome.error = fmt::format("started {} of {} engines: {}", outcome.engines.size(),
                                         job.n, ssh_failure(r));
@@ -455,6 +456,10 @@ void Cluster::start_remote_controller(ClusterState& state, const StartOptions& o
                          fmt::format("controller host {}: {}", c.destination, e.what()));
     }
     const auto started = parse_started(r.out);
+    if (started.size() == 1) {
+      c.pid = started.front().pid;  // recorded first: a failure below still stops it
+      c.log = started.front().log;
+    }
     if (r.status != 0 || started.size() != 1) {
       const std::string what = r.status == 255                ? "ssh failed: "
                                : r.status == kRemoteNoProgram ? "no controller program there: "
@@ -646,7 +651,9 @@ void Cluster::cancel_job(Launcher system, const std::string& job_id, StoppedProc
     // A job that has ended already is not an error.
     const bool ended = why.find("Invalid job id") != std::string::npos ||
                        why.find("Unknown Job Id") != std::string::npos ||
-                       why.find("does not exist") != std::string::npos;
+                       why.find("does not exist") != std::string::npos ||
+                       why.find("Job has finished") != std::string::npos ||
+                       why.find("already completing or completed") != std::string::npos;
     p.outcome = ended ? Outcome::kGone : Outcome::kSurvived;
     p.detail = command.front() + ": " + why;
   } catch (const std::exception& e) {

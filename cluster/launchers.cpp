@@ -115,6 +115,9 @@ std::vector<SshHost> parse_hosts_option(std::string_view text) {
     if (host.destination.empty() || host.destination.ends_with('@')) {
       throw std::invalid_argument(fmt::format("--hosts: '{}' has no host name", entry));
     }
+    if (host.destination.starts_with('-')) {
+      throw std::invalid_argument(fmt::format("--hosts: '{}' is not a host name", entry));
+    }
     hosts.push_back(std::move(host));
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
@@ -158,6 +161,8 @@ std::vector<SshHost> parse_hosts_file(const fs::path& path) {
     if (host.destination.empty() || host.destination.ends_with('@')) {
       throw fail(fmt::format("'{}' has no host name", address));
     }
+    if (host.destination.starts_with('-'))
+      throw fail(fmt::format("'{}' is not a host name", address));
     if (!count.empty()) {
       const auto n = positive(count);
       if (!n) throw fail(fmt::format("'{}': the engine count must be a positive number", count));
@@ -264,7 +269,7 @@ std::string remote_start_script(const RemoteStart& start) {
   // inner sh names its log.
   script += "  nohup sh -c 'exec \"$@\" > \"$0-$$.log\" 2>&1' \"$l\" \"$p\" --profile-dir \"$d\"" +
             args + " < /dev/null > /dev/null 2>&1 &\n";
-  script += "  echo \"started $! $l-$!.log\"\n";
+  script += "  printf 'started %s %s\\n' \"$!\" \"$l-$!.log\"\n";
   script += "  i=$((i + 1))\ndone\n";
   return script;
 }
@@ -485,6 +490,10 @@ std::string render_template(std::string_view text,
             known += (known.empty() ? "{" : ", {") + key + "}";
           throw std::invalid_argument(fmt::format(
               "unknown placeholder {{{}}} in the job template; known: {}", name, known));
+        }
+        if (it->second.find_first_of("\r\n") != std::string::npos) {
+          throw std::invalid_argument(
+              fmt::format("{{{}}} for the job script must be one line: '{}'", name, it->second));
         }
         empty_value = empty_value || it->second.empty();
         rendered += it->second;

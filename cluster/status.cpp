@@ -57,7 +57,7 @@ EngineSetStatus::Host remote_status(const EngineSetRecord& set, const HostRecord
     pids.push_back(static_cast<long>(e.pid));
   std::vector<std::string> command = set.ssh;
   if (host.port > 0) command.insert(command.end(), {"-p", std::to_string(host.port)});
-  command.insert(command.end(), {host.destination, "sh", "-s"});
+  command.insert(command.end(), {"--", host.destination, "sh", "-s"});
   try {
     const std::string program = set.command.empty() ? std::string() : set.command.front();
     const CommandResult r =

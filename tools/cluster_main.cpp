@@ -405,7 +405,12 @@ int run_start(const Options& o, const EngineOptions& engines, Cluster& cluster, 
     host.destination = o.controller_host.substr(0, colon);
     if (colon != std::string::npos) {
       try {
-        host.port = std::stoi(o.controller_host.substr(colon + 1));
+        const std::string port = o.controller_host.substr(colon + 1);
+        std::size_t used = 0;
+        host.port = std::stoi(port, &used);
+        if (used != port.size() || host.port < 1 || host.port > 65535) {
+          throw std::invalid_argument(port);
+        }
       } catch (const std::exception&) {
         std::cerr << "ipcpp-cluster: --controller-host " << o.controller_host
                   << ": the ssh port after ':' must be a number (see ipcpp-cluster --help)\n";

@@ -16,7 +16,7 @@ packages=(
   procps
   # the launchers' tests: a real sshd and ssh, Open MPI's and MPICH's mpiexec, a single-node
   # Slurm
-  openssh-server openssh-client openmpi-bin mpich slurmctld slurmd slurm-client
+  openssh-server openssh-client openmpi-bin mpich slurmctld slurmd slurm-client munge
   # the scaling example's plot (examples/scaling.cpp; optional at run time)
   gnuplot-nox
 )

@@ -147,6 +147,10 @@ std::string SlurmCluster::start() {
   fs::create_directories(dir / "spool" / ("slurmd." + node_name_));
   fs::create_directories(log_dir);
 
+  if (munge_socket_.empty() && !find_program("munged").empty() &&
+      !find_program("mungekey").empty()) {
+    if (std::string error = start_munge(); !error.empty()) return error;
+  }
   const std::array<int, 2> ports = free_ports();
   const std::string user = current_user();
   const std::string state_dir = (dir / "state").string();
@@ -158,8 +162,9 @@ std::string SlurmCluster::start() {
       "SlurmdPort=" + std::to_string(ports[1]),
       "SlurmUser=" + user,
       "SlurmdUser=" + user,
-      "AuthType=auth/none",  // no munge
-      "CredType=cred/none",
+      munge_socket_.empty() ? "AuthType=auth/none" : "AuthType=auth/munge",
+      munge_socket_.empty() ? "CredType=cred/none" : "CredType=cred/munge",
+      munge_socket_.empty() ? "" : "AuthInfo=socket=" + munge_socket_.string(),
       "StateSaveLocation=" + state_dir,
       "SlurmdSpoolDir=" + spool + "/slurmd.%n",
       "SlurmctldPidFile=" + dir.string() + "/slurmctld.pid",
@@ -246,6 +251,32 @@ std::string SlurmCluster::start() {
   return "";
 }
 
+std::string SlurmCluster::start_munge() {
+  // munged insists that everyone may reach its socket's directory.
+  const fs::path dir = dir_.path() / "munge";
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms(0755));
+  const fs::path key = dir / "munge.key";
+  const RunResult created =
+      run({program("mungekey"), "--create", "--keyfile=" + key.string(), "--bits=1024"}, {}, 30s);
+  if (created.exit_code != 0) return "mungekey failed: " + created.err;
+  const fs::path socket = dir / "munge.socket";
+  munged_ = std::make_unique<Process>(std::vector<std::string>{
+      program("munged"), "--foreground", "--socket=" + socket.string(),
+      "--key-file=" + key.string(), "--pid-file=" + (dir / "munged.pid").string(),
+      "--log-file=" + (dir / "munged.log").string(),
+      "--seed-file=" + (dir / "munged.seed").string()});
+  if (!wait_until([&] { return !munged_->running() || fs::exists(socket); }, 10s) ||
+      !munged_->running()) {
+    const std::string error =
+        "munged did not start: " + munged_->stderr_text() + tail(dir / "munged.log");
+    munged_.reset();
+    return error;
+  }
+  munge_socket_ = socket;
+  return "";
+}
+
 SlurmCluster::~SlurmCluster() {
   try {
     ProcessOptions options;
@@ -264,6 +295,7 @@ SlurmCluster::~SlurmCluster() {
   }
   if (slurmd_) slurmd_->stop();
   if (slurmctld_) slurmctld_->stop();
+  if (munged_) munged_->stop();
 }
 
 std::optional<std::string> SlurmCluster::unavailable() {

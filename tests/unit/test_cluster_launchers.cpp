@@ -3,6 +3,7 @@
 // the job scripts of PBS and SGE against known-good ones; how each one fails.
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <unistd.h>
@@ -99,6 +100,9 @@ TEST_CASE("launchers: --hosts and hosts files read as ipcluster users write them
   CHECK_THROWS_WITH(parse_hosts_option("node1:x"),
                     doctest::Contains("'node1:x': the engine count after ':' must be a positive"));
   CHECK_THROWS_WITH(parse_hosts_option("alice@:3"), doctest::Contains("has no host name"));
+  // ssh would read a "host" that starts with '-' as one of its options.
+  CHECK_THROWS_WITH(parse_hosts_option("-oProxyCommand=x"),
+                    doctest::Contains("is not a host name"));
 
   TempDir tmp;
   const fs::path file = tmp.path() / "hosts";
@@ -213,6 +217,9 @@ TEST_CASE("launchers: engine job scripts for Slurm, PBS and SGE match known-good
                     doctest::Contains("unknown placeholder {walltime} in the job template; known: "
                                       "{cluster_id}, {command}, {engine_command}"));
   CHECK_THROWS_WITH(engine_job_script(job, "#$ -N {job_name\n"), doctest::Contains("unclosed {"));
+  job.job_name = "two\nlines";
+  CHECK_THROWS_WITH(engine_job_script(job),
+                    doctest::Contains("{job_name} for the job script must be one line"));
 }
 
 TEST_CASE("launchers: controller job scripts for Slurm, PBS and SGE match known-good scripts") {
@@ -374,6 +381,41 @@ TEST_CASE("ipcpp-cluster --engines ssh names each host that fails, in one line, 
                      host_name() + "\n"));
   CHECK_FALSE(fs::exists(profile.state_file()));
   profile.remember();
+}
+
+TEST_CASE(
+    "ipcpp-cluster stop names the engines of a host it cannot reach, and keeps them "
+    "recorded") {
+  if (const auto why = SshServer::unavailable()) {
+    MESSAGE("skipped: " << *why);
+    return;
+  }
+  std::optional<SshServer> server(std::in_place);
+  ClusterProfile profile;
+  const std::string port = std::to_string(server->port());
+  const auto started = profile.run(
+      "start", joined({kFastController, "--daemonize", "--hosts", "127.0.0.1:1", "--ssh-port", port,
+                       "--remote-profile-dir", (profile.tmp().path() / "remote").string()},
+                      ssh_args(*server)));
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  const std::set<pid_t> pids = recorded_engines(profile.state());
+  REQUIRE(pids.size() == 1);
+  const pid_t engine = *pids.begin();
+
+  server.reset();  // the host is unreachable from now on; its engine still runs
+  const auto stopped = profile.run("stop");
+  INFO(stopped.out);
+  CHECK(stopped.exit_code == 1);
+  CHECK(contains(stopped.out, "Could not stop engine " + std::to_string(engine) +
+                                  " on 127.0.0.1 (set 1): ssh failed: ssh: connect to host "
+                                  "127.0.0.1 port " +
+                                  port + ": Connection refused\n"));
+  CHECK(contains(stopped.out, "Stopped controller "));
+  CHECK(contains(stopped.out, "Kept " + profile.state_file().string()));
+  CHECK(ipcpp_engine_runs(engine));
+  // Still recorded: a later stop (or this test's cleanup) finds it.
+  CHECK(recorded_engines(profile.state()) == pids);
 }
 
 TEST_CASE(

@@ -122,6 +122,14 @@ TEST_CASE("SlurmCluster: a job runs, shows in squeue and is cancelled") {
     return;
   }
   const SlurmCluster cluster;
+  // With munge installed, the daemons and commands authenticate through the cluster's own
+  // munged, as a real installation does.
+  if (ipcpp::test::run({"sh", "-c", "command -v munged || test -x /usr/sbin/munged"}).exit_code ==
+      0) {
+    CHECK(cluster.uses_munge());
+    CHECK(ipcpp::test::read_text(cluster.conf()).find("AuthType=auth/munge\n") !=
+          std::string::npos);
+  }
   ProcessOptions options;
   options.env = cluster.env();
 
