@@ -1,6 +1,7 @@
 // A task library for the engine's end-to-end tests: functions that misbehave on purpose.
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <ipcpp/engine.hpp>
 #include <stdexcept>
@@ -10,7 +11,12 @@ IPCPP_TASK(abort_process, "abort_process(): crashes the engine (std::abort)") {
   std::abort();
 }
 
-IPCPP_TASK(ignore_cancel, "ignore_cancel(seconds): sleeps without looking at cancellation") {
+IPCPP_TASK(ignore_cancel,
+           "ignore_cancel(seconds, started_file=''): sleeps without looking at cancellation; "
+           "first creates started_file, if given, so that a test knows it runs") {
+  if (const auto started = args.get<std::string>(1, std::string()); !started.empty()) {
+    std::ofstream(started) << "running\n";
+  }
   std::this_thread::sleep_for(std::chrono::duration<double>(args.get<double>(0)));
   return ipcpp::Value();
 }

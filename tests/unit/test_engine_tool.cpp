@@ -202,15 +202,13 @@ TEST_CASE("ipcpp-engine does not wait for a task that ignores its cancellation")
   cluster.start_cpp_engines(1, {"--load", kTestTasks, "--log-level", "debug"});
   ProtoClient client(cluster.client_file());
   const std::string uuid = client.wait_for_engines(1, 30s).at(0);
-  const std::string running =
-      client.execute(ProtoClient::Queue::kLoadBalanced, uuid, "ignore_cancel(60)");
-  // The engine logs each request it starts.
-  REQUIRE(ipcpp::test::wait_until(
-      [&] {
-        return cluster.engines()[0].stderr_text().find("running execute_request " + running) !=
-               std::string::npos;
-      },
-      30s));
+  // The task creates this file once it runs: a signal before that would cancel the request
+  // before its function is called, and the engine would stop at once, as it should.
+  const ipcpp::test::TempDir tmp;
+  const fs::path started = tmp.path() / "started";
+  const std::string running = client.execute(ProtoClient::Queue::kLoadBalanced, uuid,
+                                             "ignore_cancel(60, \"" + started.string() + "\")");
+  REQUIRE(ipcpp::test::wait_until([&] { return fs::exists(started); }, 30s));
   cluster.engines()[0].signal(SIGTERM);
   // It exits after the grace period (500 ms), not after the 60 s task.
   const auto status = cluster.engines()[0].wait_for(20s);
@@ -220,5 +218,5 @@ TEST_CASE("ipcpp-engine does not wait for a task that ignores its cancellation")
         std::string::npos);
   // The controller is told: the task fails as the engine's death.
   const auto reply = client.reply(running, 30s);
-  CHECK(reply.content["ename"] == "EngineError");
+  CHECK(reply.content.value("ename", std::string()) == "EngineError");
 }
