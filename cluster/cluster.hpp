@@ -304,9 +304,9 @@ class Cluster {
   // first asks that one to stop it (SIGTERM) and waits for it; then SIGTERM to each engine
   // still running, up to stop_timeout for them to end, SIGKILL to those left; the same for
   // the controller; then removes the state file, or keeps it (StopReport::kept) when something
-  // could not be stopped, so that a second stop tries again. Only pids whose /proc/<pid>/cmdline names
-  // the recorded program are signalled. Returns what happened to each process.
-  // Throws ClusterError(kExitNoClusterFile) when there is no state file.
+  // could not be stopped, so that a second stop tries again. Only pids whose /proc/<pid>/cmdline
+  // names the recorded program are signalled. Returns what happened to each process. Throws
+  // ClusterError(kExitNoClusterFile) when there is no state file.
   StopReport stop();
 
   // What runs: the state file's processes, and what the controller says when it answers
