@@ -1,22 +1,19 @@
 #include "support/slurm.hpp"
 
-#include <arpa/inet.h>
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
-#include <netinet/in.h>
-#include <pwd.h>
 #include <random>
 #include <stdexcept>
-#include <sys/socket.h>
 #include <system_error>
 #include <thread>
 #include <unistd.h>
 
 #include "support/files.hpp"
+#include "support/host.hpp"
 
 namespace ipcpp::test {
 namespace {
@@ -26,55 +23,6 @@ using namespace std::chrono_literals;
 
 constexpr int kAttempts = 3;
 constexpr std::chrono::milliseconds kPoll = 200ms;
-
-// Returns the path of an executable `name` in a directory of $PATH or in /usr/sbin, or "".
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = std::string(path != nullptr ? path : "") + ":/usr/sbin";
-  std::size_t begin = 0;
-  for (;;) {
-    const std::size_t colon = dirs.find(':', begin);
-    const std::string dir = dirs.substr(begin, colon - begin);
-    const std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    if (colon == std::string::npos) return "";
-    begin = colon + 1;
-  }
-}
-
-// Returns two different TCP ports on 127.0.0.1 that were free a moment ago (the kernel's picks
-// for port 0, both bound at once so that they differ).
-std::array<int, 2> free_ports() {
-  std::array<int, 2> fds{-1, -1};
-  std::array<int, 2> ports{0, 0};
-  int err = 0;
-  for (std::size_t i = 0; i < fds.size() && err == 0; ++i) {
-    fds[i] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (fds[i] < 0 || ::bind(fds[i], reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::getsockname(fds[i], reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      err = errno;
-    } else {
-      ports[i] = ntohs(address.sin_port);
-    }
-  }
-  for (const int fd : fds) {
-    if (fd >= 0) ::close(fd);
-  }
-  if (err != 0) throw std::system_error(err, std::system_category(), "cannot bind to 127.0.0.1:0");
-  return ports;
-}
-
-std::string current_user() {
-  const passwd* entry = ::getpwuid(::geteuid());
-  if (entry == nullptr) {
-    throw std::runtime_error("no user name for uid " + std::to_string(::geteuid()));
-  }
-  return entry->pw_name;
-}
 
 // The host name up to its first '.', as slurmd looks itself up in slurm.conf.
 std::string short_host_name() {
@@ -151,7 +99,7 @@ std::string SlurmCluster::start() {
       !find_program("mungekey").empty()) {
     if (std::string error = start_munge(); !error.empty()) return error;
   }
-  const std::array<int, 2> ports = free_ports();
+  const std::vector<int> ports = free_ports(2);
   const std::string user = current_user();
   const std::string state_dir = (dir / "state").string();
   const std::string spool = (dir / "spool").string();

@@ -1,19 +1,16 @@
 #include "support/sshd.hpp"
 
-#include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
-#include <netinet/in.h>
-#include <pwd.h>
 #include <stdexcept>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
 
 #include "support/files.hpp"
+#include "support/host.hpp"
 
 namespace ipcpp::test {
 namespace {
@@ -22,47 +19,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kSshd = "/usr/sbin/sshd";
 constexpr int kAttempts = 5;
-
-// Returns true if `name` is an executable file in a directory of $PATH.
-bool on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string_view dirs = path != nullptr ? path : "";
-  while (!dirs.empty()) {
-    const std::size_t colon = dirs.find(':');
-    const std::string_view dir = dirs.substr(0, colon);
-    const std::string candidate = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return true;
-    dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
-  }
-  return false;
-}
-
-// Returns a TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::system_error(errno, std::system_category(), "socket");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof address;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::system_error(err, std::system_category(), "cannot bind to 127.0.0.1:0");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-std::string current_user() {
-  const passwd* entry = ::getpwuid(::geteuid());
-  if (entry == nullptr) {
-    throw std::runtime_error("no user name for uid " + std::to_string(::geteuid()));
-  }
-  return entry->pw_name;
-}
 
 void make_key(const fs::path& path) {
   const RunResult result =
@@ -114,7 +70,7 @@ SshServer::SshServer()
 
   std::string errors;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    port_ = free_port();
+    port_ = free_ports(1).front();
     write_text(known_hosts_, "[127.0.0.1]:" + std::to_string(port_) + " " + host_key_line);
     auto sshd = std::make_unique<Process>(std::vector<std::string>{
         kSshd, "-D", "-e", "-f", config.string(), "-p", std::to_string(port_)});
@@ -143,7 +99,7 @@ std::optional<std::string> SshServer::unavailable() {
   const std::string needs = " (this test needs openssh-client and openssh-server)";
   if (::access(kSshd, X_OK) != 0) return std::string(kSshd) + " does not exist" + needs;
   for (const char* tool : {"ssh", "ssh-keygen"}) {
-    if (!on_path(tool)) return std::string(tool) + " is not on PATH" + needs;
+    if (find_program(tool).empty()) return std::string(tool) + " is not on PATH" + needs;
   }
   return std::nullopt;
 }
