@@ -249,7 +249,7 @@ void Controller::start() {
   };
 
   HeartbeatOptions heart_options{options_.heartbeat_period, options_.heartbeat_misses};
-  TaskSchedulerOptions task_options{options_.scheme, options_.hwm};
+  TaskSchedulerOptions task_options{options_.scheme, options_.hwm, options_.dependency_history};
 
   // The monitor SUB is bound and every thread's PUB connects to it: the SUB takes those
   // connections on, and sends them its subscription, only when it next processes its

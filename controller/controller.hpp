@@ -43,6 +43,9 @@ struct ControllerOptions {
   std::string scheme = "leastload";
   // Most tasks outstanding per engine; 0: no limit. Default: 1.
   int hwm = 1;
+  // Most finished tasks the task scheduler remembers for after/follow dependencies (the
+  // oldest are forgotten first, never one that a waiting task depends on). Default: 100000.
+  std::size_t dependency_history = 100000;
   // Task store (kind, limits); sqlite_path is set from profile_dir when empty.
   TaskStoreOptions store;
   // Heartbeat period, and beats an engine may miss in a row before it is unregistered.

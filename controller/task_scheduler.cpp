@@ -23,6 +23,61 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using IdSet = std::unordered_set<std::string>;
 
+// What the scheduler remembers of a finished task, for the dependencies of later ones.
+struct Outcome {
+  static constexpr std::uint32_t kNowhere = ~std::uint32_t{0};
+  bool success = false;
+  std::uint32_t engine = kNowhere;  // the engine's slot (see TaskScheduler::slot_of); kNowhere
+                                    // for a failure the scheduler raised itself
+};
+
+// The outcomes of finished tasks, bounded: beyond `limit` the oldest are forgotten, except
+// those a task still in the scheduler depends on (pinned). One entry per task replaces the
+// reference's sets of all, completed and failed ids, destinations and per-engine outcomes,
+// which grow for as long as the controller runs.
+class FinishedTasks {
+ public:
+  explicit FinishedTasks(std::size_t limit) : limit_(std::max<std::size_t>(limit, 1)) {}
+
+  const Outcome* find(const std::string& id) const {
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? nullptr : &it->second;
+  }
+
+  void add(const std::string& id, Outcome outcome) {
+    auto [it, inserted] = by_id_.try_emplace(id, outcome);
+    if (!inserted) {
+      it->second = outcome;
+      return;
+    }
+    order_.push_back(&it->first);
+    // Forget the oldest, skipping (and keeping) those still depended on.
+    for (std::size_t turns = order_.size(); by_id_.size() > limit_ && turns > 0; --turns) {
+      const std::string* oldest = order_.front();
+      order_.pop_front();
+      if (pins_.contains(*oldest)) {
+        order_.push_back(oldest);
+        continue;
+      }
+      by_id_.erase(*oldest);
+    }
+  }
+
+  // A task in the scheduler depends on `id`: keep its outcome while it does.
+  void pin(const std::string& id) { ++pins_[id]; }
+  void unpin(const std::string& id) {
+    if (auto it = pins_.find(id); it != pins_.end() && --it->second == 0) pins_.erase(it);
+  }
+
+  std::size_t limit() const { return limit_; }
+
+ private:
+  std::size_t limit_;
+  std::unordered_map<std::string, Outcome> by_id_;
+  std::deque<const std::string*> order_;  // keys of by_id_, oldest first (node keys stay put)
+  std::unordered_map<std::string, int> pins_;
+};
+
 // A dependency as the Dependency class of ipyparallel: a set of msg_ids and how they count.
 struct DepSet {
   IdSet ids;
@@ -32,20 +87,27 @@ struct DepSet {
 
   bool empty() const { return ids.empty(); }
 
-  // Met: all (or any) of the ids finished the way that counts.
-  bool check(const IdSet& completed, const IdSet& failed) const {
+  // Whether `id` finished the way that counts (on `engine` only, unless kNowhere).
+  bool counts(const FinishedTasks& done, const std::string& id,
+              std::uint32_t engine = Outcome::kNowhere) const {
+    const Outcome* o = done.find(id);
+    if (o == nullptr) return false;
+    if (engine != Outcome::kNowhere && o->engine != engine) return false;
+    return o->success ? success : failure;
+  }
+  // Met: all (or any) of the ids finished the way that counts (there, for `follow`).
+  bool check(const FinishedTasks& done, std::uint32_t engine = Outcome::kNowhere) const {
     if (ids.empty()) return true;
-    auto counts = [&](const std::string& id) {
-      return (success && completed.contains(id)) || (failure && failed.contains(id));
-    };
-    if (all) return std::all_of(ids.begin(), ids.end(), counts);
-    return std::any_of(ids.begin(), ids.end(), counts);
+    auto met = [&](const std::string& id) { return counts(done, id, engine); };
+    if (all) return std::all_of(ids.begin(), ids.end(), met);
+    return std::any_of(ids.begin(), ids.end(), met);
   }
   // Unreachable: all=true and one id finished the wrong way, or all=false and every id did.
-  bool unreachable(const IdSet& completed, const IdSet& failed) const {
+  bool unreachable(const FinishedTasks& done) const {
     if (ids.empty()) return false;
     auto wrong = [&](const std::string& id) {
-      return (!success && completed.contains(id)) || (!failure && failed.contains(id));
+      const Outcome* o = done.find(id);
+      return o != nullptr && !(o->success ? success : failure);
     };
     if (all) return std::any_of(ids.begin(), ids.end(), wrong);
     return std::all_of(ids.begin(), ids.end(), wrong);
@@ -59,10 +121,9 @@ DepSet to_depset(const proto::Dependency& d) {
 struct Engine {
   std::string uuid;
   std::int64_t id = -1;
+  std::uint32_t slot = Outcome::kNowhere;  // its index in TaskScheduler::slots_
   int load = 0;
-  IdSet pending;    // msg_ids running (or sent) there
-  IdSet completed;  // msg_ids that succeeded there (for follow)
-  IdSet failed;     // msg_ids that failed there
+  IdSet pending;  // msg_ids running (or sent) there
 };
 
 struct Job {
@@ -80,7 +141,8 @@ struct Job {
   std::optional<SteadyClock::time_point> deadline;
   bool queued = false;
   std::list<Job*>::iterator queue_pos;
-  std::string engine;  // where it runs, while it runs
+  std::string engine;   // where it runs, while it runs
+  bool pinned = false;  // its dependencies' outcomes are pinned in the history
 };
 
 class TaskScheduler {
@@ -91,7 +153,8 @@ class TaskScheduler {
         hwm_(options.hwm),
         scheme_(make_scheme(options.scheme)),
         session_(std::move(session_options)),
-        log_(std::move(log)) {}
+        log_(std::move(log)),
+        done_(options.dependency_history) {}
 
   void run() {
     zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
@@ -141,6 +204,7 @@ class TaskScheduler {
     auto engine = std::make_unique<Engine>();
     engine->uuid = uuid;
     engine->id = id;
+    engine->slot = slot_of(uuid);
     // Newest first, as the reference: on an idle cluster the new engine gets the next task.
     // (push_back and rotate rather than insert at begin(): g++ 12 -O3 warns falsely on that.)
     order_.push_back(engine.get());
@@ -237,7 +301,6 @@ class TaskScheduler {
       log_->warn("task: dropped task {}: a task with that msg_id is already pending", job->msg_id);
       return;
     }
-    all_ids_.insert(job->msg_id);
     Job& j = *job;
     jobs_.emplace(j.msg_id, std::move(job));
 
@@ -261,29 +324,36 @@ class TaskScheduler {
     }
     // Drop what is already satisfied from an all=true `after`.
     if (j.after.all) {
-      std::erase_if(j.after.ids, [&](const std::string& id) {
-        return (j.after.success && all_completed_.contains(id)) ||
-               (j.after.failure && all_failed_.contains(id));
-      });
+      std::erase_if(j.after.ids, [&](const std::string& id) { return j.after.counts(done_, id); });
     }
     for (const DepSet* dep : {&j.after, &j.follow}) {
       if (dep->empty()) continue;
       for (const auto& id : dep->ids) {
-        if (id == j.msg_id || !all_ids_.contains(id)) {
+        if (id == j.msg_id || (!jobs_.contains(id) && done_.find(id) == nullptr)) {
           fail(j, "InvalidDependency",
                "task " + j.msg_id + " depends on '" + id +
                    "', which is not a task of this scheduler" +
-                   (id == j.msg_id ? " (it is the task itself)" : ""));
+                   (id == j.msg_id ? " (it is the task itself)"
+                                   : " (or one of the tasks that finished before the last " +
+                                         std::to_string(done_.limit()) +
+                                         ", which it forgets: --dependency-history)"));
           return;
         }
       }
-      if (dep->unreachable(all_completed_, all_failed_)) {
+      if (dep->unreachable(done_)) {
         fail(j, "ImpossibleDependency",
              "task " + j.msg_id + " depends on tasks that ended the wrong way");
         return;
       }
     }
-    if (j.after.check(all_completed_, all_failed_)) j.after.ids.clear();
+    if (j.after.check(done_)) j.after.ids.clear();
+    // Their outcomes are kept for as long as this task is here (a retry checks `follow`
+    // again).
+    for (const DepSet* dep : {&j.after, &j.follow}) {
+      for (const auto& id : dep->ids)
+        done_.pin(id);
+    }
+    j.pinned = true;
     if (j.after.empty()) {
       reschedule(j);
     } else {
@@ -302,18 +372,19 @@ class TaskScheduler {
       if (!has_capacity(*e)) continue;
       if (job.blacklist.contains(e->uuid)) continue;
       if (!job.targets.empty() && !job.targets.contains(e->uuid)) continue;
-      if (!job.follow.check(e->completed, e->failed)) continue;
+      if (!job.follow.check(done_, e->slot)) continue;
       candidates_.push_back(e);
       loads_.push_back(e->load);
     }
     if (candidates_.empty()) {
       if (!job.follow.empty() && job.follow.all) {
-        IdSet where;
+        std::unordered_set<std::uint32_t> where;
         for (const auto& id : job.follow.ids) {
-          const bool counts = (job.follow.success && all_completed_.contains(id)) ||
-                              (job.follow.failure && all_failed_.contains(id));
-          if (!counts) continue;
-          if (auto d = destinations_.find(id); d != destinations_.end()) where.insert(d->second);
+          const Outcome* o = done_.find(id);
+          if (o != nullptr && (o->success ? job.follow.success : job.follow.failure) &&
+              o->engine != Outcome::kNowhere) {
+            where.insert(o->engine);
+          }
         }
         if (where.size() > 1) {
           fail(job, "ImpossibleDependency",
@@ -389,9 +460,7 @@ class TaskScheduler {
     if (!try_run(job) && jobs_.contains(msg_id)) enqueue(job);
   }
 
-  bool all_done(const std::string& id) const {
-    return all_completed_.contains(id) || all_failed_.contains(id);
-  }
+  bool all_done(const std::string& id) const { return done_.find(id) != nullptr; }
 
   // Whether another registered engine could still run the job after `failed_on` failed it.
   bool can_retry(const Job& job, const std::string& failed_on) const {
@@ -407,13 +476,12 @@ class TaskScheduler {
   void schedule_queue(const std::string* finished = nullptr) {
     // Runs `job` if it can. Returns false when no engine can take more work.
     auto consider = [this](Job& job) {
-      if (job.after.unreachable(all_completed_, all_failed_) ||
-          job.follow.unreachable(all_completed_, all_failed_)) {
+      if (job.after.unreachable(done_) || job.follow.unreachable(done_)) {
         fail(job, "ImpossibleDependency",
              "task " + job.msg_id + " depends on tasks that ended the wrong way");
         return true;
       }
-      if (!job.after.check(all_completed_, all_failed_)) return true;
+      if (!job.after.check(done_)) return true;
       if (!any_capacity()) return false;
       try_run(job);
       return true;
@@ -569,13 +637,14 @@ class TaskScheduler {
   void finish(Job& job, bool success, const std::string& engine_uuid) {
     const std::string msg_id = job.msg_id;
     if (job.queued) queue_.erase(job.queue_pos);
-    (success ? all_completed_ : all_failed_).insert(msg_id);
-    if (!engine_uuid.empty()) {
-      destinations_[msg_id] = engine_uuid;
-      if (auto e = engines_.find(engine_uuid); e != engines_.end()) {
-        (success ? e->second->completed : e->second->failed).insert(msg_id);
+    if (job.pinned) {
+      for (const DepSet* dep : {&job.after, &job.follow}) {
+        for (const auto& id : dep->ids)
+          done_.unpin(id);
       }
     }
+    done_.add(msg_id,
+              Outcome{success, engine_uuid.empty() ? Outcome::kNowhere : slot_of(engine_uuid)});
     jobs_.erase(msg_id);
     finished_.push_back(msg_id);
   }
@@ -612,6 +681,12 @@ class TaskScheduler {
     proto::send_frames(s_.client, std::move(reply));
     // A failure the scheduler produced did not run anywhere: no destination for `follow`.
     finish(job, false, {});
+  }
+
+  std::uint32_t slot_of(const std::string& uuid) {
+    auto [it, added] = slot_by_uuid_.try_emplace(uuid, static_cast<std::uint32_t>(slots_.size()));
+    if (added) slots_.push_back(uuid);
+    return it->second;
   }
 
   std::int64_t roster_id(const std::string& uuid) const {
@@ -657,10 +732,11 @@ class TaskScheduler {
   std::unordered_map<std::string, std::unique_ptr<Job>> jobs_;
   std::list<Job*> queue_;                         // waiting jobs, in submission order
   std::unordered_map<std::string, IdSet> graph_;  // msg_id -> jobs waiting on it
-  IdSet all_ids_;
-  IdSet all_completed_;
-  IdSet all_failed_;
-  std::unordered_map<std::string, std::string> destinations_;  // msg_id -> engine uuid
+  FinishedTasks done_;
+  // Every engine that has been registered, by slot: a finished task's outcome names its
+  // engine by slot (4 bytes rather than a copy of the uuid).
+  std::vector<std::string> slots_;
+  std::unordered_map<std::string, std::uint32_t> slot_by_uuid_;
   using Deadline = std::pair<SteadyClock::time_point, std::string>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::deque<std::string> finished_;  // finished tasks whose dependents are not yet released

@@ -15,6 +15,7 @@
 //    later, and the error names the engine by id and uuid.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include <zmq.hpp>
@@ -34,6 +35,9 @@ struct TaskSockets {
 struct TaskSchedulerOptions {
   std::string scheme = "leastload";  // see schemes.hpp
   int hwm = 1;                       // most outstanding tasks per engine; 0: no limit
+  // Most finished tasks whose outcomes are kept for after/follow; beyond it the oldest are
+  // forgotten, except those a task still in the scheduler depends on.
+  std::size_t dependency_history = 100000;
 };
 
 // Runs until the context is shut down.

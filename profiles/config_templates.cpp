@@ -34,6 +34,10 @@ constexpr std::string_view kControllerTemplate =
 # Most tasks outstanding on one engine at a time (high-water mark); 0: no limit.
 # hwm = 1
 
+# Most finished tasks the task scheduler remembers for after/follow dependencies; a task that
+# depends on an older one is refused (InvalidDependency).
+# dependency-history = 100000
+
 # Task store: memory, sqlite (a file in this profile, kept across restarts) or none.
 # db = "memory"
 

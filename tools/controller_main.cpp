@@ -39,6 +39,7 @@ struct Options {
   std::string ports;
   std::string scheme = "leastload";
   int hwm = 1;
+  std::size_t dependency_history = 100000;
   std::string db = "memory";
   std::size_t record_limit = 1024;
   std::size_t size_limit = std::size_t{1} << 30;
@@ -78,6 +79,9 @@ void build_cli(CLI::App& app, Options& o) {
       ->check(CLI::IsMember(ipcpp::controller::scheme_names()));
   app.add_option("--hwm", o.hwm, "Most tasks outstanding per engine; 0: no limit")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dependency-history", o.dependency_history,
+                 "Most finished tasks remembered for after/follow dependencies")
+      ->check(CLI::PositiveNumber);
   app.add_option("--db", o.db, "Task store: memory, sqlite (kept across restarts) or none")
       ->check(CLI::IsMember({"memory", "sqlite", "none"}));
   app.add_flag_callback(
@@ -121,6 +125,7 @@ int run(const Options& o, const ipcpp::profiles::Profile& profile) {
   options.ports = parse_ports(o.ports);
   options.scheme = o.scheme;
   options.hwm = o.hwm;
+  options.dependency_history = o.dependency_history;
   options.store.kind = o.db;
   options.store.record_limit = o.record_limit;
   options.store.size_limit = o.size_limit;

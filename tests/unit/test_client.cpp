@@ -271,6 +271,52 @@ TEST_CASE("client: load-balanced map, options, and waiting on several results") 
   rc.abort({}, {0});
 }
 
+TEST_CASE(
+    "client: the scheduler forgets the oldest finished tasks beyond --dependency-history, never "
+    "one that a waiting task depends on") {
+  std::vector<std::string> args = kController;
+  args.insert(args.end(), {"--dependency-history", "3"});
+  PythonCluster cluster(args);
+  cluster.start_cpp_engines(2, kEngineArgs);
+  ipcpp::ClientOptions options;
+  options.profile_dir = cluster.profile_dir();
+  options.timeout = Seconds(30);
+  Client rc(options);
+  rc.wait_for_engines(2, kWait);
+  auto lview = rc.load_balanced_view();
+
+  auto first = lview.apply_async("echo", 0);
+  first.get(kWait);
+  // `waiting` follows `first` (on its engine) after `slow`: while it waits, four more tasks
+  // finish, more than the scheduler remembers; `first` stays, as `waiting` depends on it.
+  auto slow = lview.apply_async("sleep", 1.0);
+  ipcpp::TaskOptions o;
+  o.follow = first.msg_ids();
+  o.after = slow.msg_ids();
+  auto waiting = rc.load_balanced_view(o).apply_async("echo", "waiting");
+  std::vector<ipcpp::AsyncResult> quick;
+  for (int i = 1; i <= 4; ++i)
+    quick.push_back(lview.apply_async("echo", i));
+  REQUIRE(ipcpp::wait_all(quick, kWait));
+  CHECK_FALSE(waiting.ready());
+  CHECK(waiting.get(kWait).as<std::string>() == "waiting");
+  CHECK(waiting.metadata()[0].engine_id == first.metadata()[0].engine_id);
+
+  // Now nothing depends on the first quick task any more, and it is forgotten: a task that
+  // depends on it is refused at once (and counts as finished too). The last three to finish
+  // (slow, waiting, the refused one) are remembered.
+  ipcpp::TaskOptions old;
+  old.after = quick.front().msg_ids();
+  auto refused = caught<ipcpp::RemoteError>(
+      [&] { rc.load_balanced_view(old).apply_async("echo", "late").get(kWait); });
+  CHECK(refused.ename() == "InvalidDependency");
+  CHECK(std::string(refused.evalue()).find("--dependency-history") != std::string::npos);
+  ipcpp::TaskOptions recent;
+  recent.after = waiting.msg_ids();
+  CHECK(rc.load_balanced_view(recent).apply_async("echo", "ok").get(kWait).as<std::string>() ==
+        "ok");
+}
+
 TEST_CASE("client: output, metadata, and the controller's records") {
   Cluster c(2);
   Client& rc = *c.client;

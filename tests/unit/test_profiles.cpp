@@ -494,7 +494,7 @@ TEST_CASE("the controller template, uncommented, sets every controller option to
   std::string ip, ports = "unset", scheme, db, cluster_id = "unset", log_level, location = "unset";
   int hwm = -1, heartbeat_period = 0, heartbeat_misses = 0;
   double registration_timeout = -1;
-  std::size_t record_limit = 0;
+  std::size_t record_limit = 0, dependency_history = 0;
   std::uint64_t size_limit = 0;
   bool reuse = true, log_to_file = true;
   app.add_option("--ip", ip);
@@ -504,6 +504,7 @@ TEST_CASE("the controller template, uncommented, sets every controller option to
   app.add_option("--scheme", scheme)
       ->check(CLI::IsMember({"lru", "plainrandom", "twobin", "leastload", "weighted"}));
   app.add_option("--hwm", hwm)->check(CLI::NonNegativeNumber);
+  app.add_option("--dependency-history", dependency_history)->check(CLI::PositiveNumber);
   app.add_option("--db", db)->check(CLI::IsMember({"memory", "sqlite", "none"}));
   app.add_option("--record-limit", record_limit);
   app.add_option("--size-limit", size_limit);
@@ -518,6 +519,7 @@ TEST_CASE("the controller template, uncommented, sets every controller option to
   CHECK(ports.empty());
   CHECK(scheme == "leastload");
   CHECK(hwm == 1);
+  CHECK(dependency_history == 100000);
   CHECK(db == "memory");
   CHECK(record_limit == 1024);
   CHECK(size_limit == 1073741824);
