@@ -109,16 +109,18 @@ Value concatenate(const std::vector<Value>& pieces) {
       rows += p.array().shape()[0];
       size += p.array().bytes().size();
     }
-    auto buffer = std::make_shared<std::vector<std::byte>>(size);
+    // Every byte is written below: no zero-filling first (a gather of 10^7 doubles spent a
+    // tenth of its time filling 80 MB with zeros).
+    std::shared_ptr<std::byte[]> buffer = std::make_shared_for_overwrite<std::byte[]>(size);
     std::size_t at = 0;
     for (const auto& p : pieces) {
       const Bytes& b = p.array().bytes();
-      if (b.size() > 0) std::memcpy(buffer->data() + at, b.data(), b.size());
+      if (b.size() > 0) std::memcpy(buffer.get() + at, b.data(), b.size());
       at += b.size();
     }
     std::vector<std::size_t> shape = pieces.front().array().shape();
     shape[0] = rows;
-    const std::byte* data = buffer->data();
+    const std::byte* data = buffer.get();
     return Value(Array(pieces.front().array().dtype(), std::move(shape),
                        Bytes(std::move(buffer), data, size)));
   }
