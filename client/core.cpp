@@ -19,7 +19,9 @@ using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 namespace mt = proto::msg_type;
 
-enum Command : std::uint8_t { kSubmit = 0, kStop = 1 };
+// What a user thread asks of the I/O thread: send a request, forget requests given up (their
+// ids follow), stop.
+enum Command : std::uint8_t { kSubmit = 0, kStop = 1, kForget = 2 };
 
 std::atomic<std::uint64_t> g_next_serial{1};
 
@@ -223,6 +225,7 @@ json ClientCore::query(const char* msg_type, const json& content,
   const auto deadline =
       SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(timeout_);
   if (!wait_until(deadline, [&] { return state->replied; })) {
+    give_up({state});
     throw TimeoutError("the controller did not answer " + std::string(msg_type) + " within " +
                        seconds_text(timeout_) + " s");
   }
@@ -247,6 +250,7 @@ void ClientCore::control(const char* msg_type, const json& content,
     }
     return true;
   });
+  if (!all) give_up(states);
   std::lock_guard lock(mu);
   std::vector<RemoteError> errors;
   for (const auto& s : states) {
@@ -264,6 +268,28 @@ void ClientCore::control(const char* msg_type, const json& content,
   }
   if (errors.size() == 1) throw errors.front();
   if (!errors.empty()) throw CompositeError(std::move(errors));
+}
+
+void ClientCore::give_up(const std::vector<std::shared_ptr<RequestState>>& states) {
+  std::vector<zmq::message_t> frames;
+  const std::array<std::uint8_t, 2> command{kForget, 0};
+  frames.emplace_back(command.data(), command.size());
+  {
+    std::lock_guard lock(mu);
+    for (const auto& s : states) {
+      if (s->replied) continue;
+      if (!s->counted_) {
+        s->counted_ = true;
+        if (outstanding_ > 0) --outstanding_;
+      }
+      frames.emplace_back(s->msg_id.data(), s->msg_id.size());
+    }
+  }
+  cv.notify_all();
+  if (frames.size() == 1) return;
+  std::shared_lock lock(submit_mu_);
+  if (closed_) return;
+  proto::send_frames(submitter().push, std::move(frames));
 }
 
 std::vector<std::int64_t> ClientCore::ids() const {
@@ -383,9 +409,17 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
           auto frames = proto::recv_frames(*readers[i], zmq::recv_flags::dontwait);
           if (frames.empty()) break;
           if (i == 0) {
-            if (frames[0].size() >= 1 && frames[0].data<std::uint8_t>()[0] == kStop) {
+            const std::uint8_t command =
+                frames[0].size() >= 1 ? frames[0].data<std::uint8_t>()[0] : std::uint8_t{kSubmit};
+            if (command == kStop) {
               running = false;
               break;
+            }
+            if (command == kForget) {
+              // Given up by their callers: a late answer finds nothing and is dropped.
+              for (std::size_t k = 1; k < frames.size(); ++k)
+                pending_.erase(frames[k].to_string());
+              continue;
             }
             on_submission(std::move(frames), by_channel);
           } else if (i <= 4) {

@@ -105,6 +105,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // error reply.
   nlohmann::json query(const char* msg_type, const nlohmann::json& content,
                        std::vector<zmq::message_t>* buffers = nullptr);
+  // Requests whose caller stopped waiting for them (a query or control request that timed
+  // out): they stop counting as outstanding, and the I/O thread forgets them.
+  void give_up(const std::vector<std::shared_ptr<RequestState>>& states);
   // Sends one control request to each engine and waits for the replies (client timeout).
   void control(const char* msg_type, const nlohmann::json& content,
                const std::vector<std::string>& uuids);

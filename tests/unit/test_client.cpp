@@ -167,6 +167,28 @@ TEST_CASE("client: get with a timeout throws TimeoutError and the client stays u
   CHECK(rc[0].apply_sync("echo", 1).to_plain_json() == 1);
 }
 
+TEST_CASE(
+    "client: a query or control request that times out is given up: wait() does not wait for "
+    "it, and a late answer changes nothing") {
+  Cluster c(1);
+  ipcpp::ClientOptions o = c.options();
+  o.timeout = Seconds(0.3);
+  Client rc(o);
+  rc.wait_for_engines(1, kWait);
+  CHECK(rc.wait(Seconds(0)));
+  // A stopped controller answers nothing: the query and the control request time out.
+  c.cluster.controller().signal(SIGSTOP);
+  CHECK_THROWS_AS(rc.queue_status(), ipcpp::TimeoutError);
+  CHECK_THROWS_AS(rc.clear(), ipcpp::TimeoutError);
+  // Nothing is outstanding: the requests given up are not waited for.
+  CHECK(rc.wait(Seconds(0.2)));
+  c.cluster.controller().signal(SIGCONT);
+  // Their late answers arrive and are dropped; the client goes on.
+  CHECK(rc[0].apply_sync("echo", 5).to_plain_json() == 5);
+  CHECK(rc.queue_status().engines.size() == 1);
+  CHECK(rc.wait(Seconds(0)));
+}
+
 TEST_CASE("client: a killed engine's requests fail with EngineError") {
   Cluster c(3);
   Client& rc = *c.client;
