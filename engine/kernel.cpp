@@ -354,7 +354,7 @@ void Kernel::handle(proto::Message&& message) {
         type);
     return;
   }
-  if (aborted_.erase(message.header.msg_id) > 0) {
+  if (aborted_.take(message.header.msg_id)) {
     reply_aborted(std::move(message));
     return;
   }

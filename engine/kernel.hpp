@@ -12,13 +12,13 @@
 #include <deque>
 #include <memory>
 #include <string>
-#include <unordered_set>
 
 #include <spdlog/logger.h>
 #include <zmq.hpp>
 
 #include "ipcpp/engine.hpp"
 
+#include "engine/aborted_ids.hpp"
 #include "engine/registry.hpp"
 #include "engine/running_task.hpp"
 #include "proto/session.hpp"
@@ -41,6 +41,9 @@ struct KernelSockets {
   zmq::socket_t iopub;    // PUB
   zmq::socket_t control;  // PAIR to the control thread
 };
+
+// How many aborted msg_ids an engine remembers (abort_request ids not yet arrived).
+inline constexpr std::size_t kAbortedIdsKept = 100000;
 
 class Kernel {
  public:
@@ -97,8 +100,8 @@ class Kernel {
   std::shared_ptr<spdlog::logger> log_;
   Namespace namespace_;
   std::int64_t execution_count_ = 0;
-  std::deque<proto::Message> queue_;         // received, not yet run
-  std::unordered_set<std::string> aborted_;  // msg_ids to answer as aborted
+  std::deque<proto::Message> queue_;     // received, not yet run
+  AbortedIds aborted_{kAbortedIdsKept};  // msg_ids to answer as aborted
   bool stopping_ = false;
 };
 
