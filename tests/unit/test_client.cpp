@@ -54,6 +54,20 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+// True when every thread of `pid` is stopped (SIGSTOP takes effect asynchronously).
+bool all_threads_stopped(pid_t pid) {
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+    const std::string stat = ipcpp::test::read_text(task.path() / "stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') {
+      return false;
+    }
+  }
+  return !ec;
+}
+
 template <class E, class F>
 E caught(F&& f) {
   try {
@@ -178,6 +192,8 @@ TEST_CASE(
   CHECK(rc.wait(Seconds(0)));
   // A stopped controller answers nothing: the query and the control request time out.
   c.cluster.controller().signal(SIGSTOP);
+  REQUIRE(ipcpp::test::wait_until([&] { return all_threads_stopped(c.cluster.controller().pid()); },
+                                  10s));
   CHECK_THROWS_AS(rc.queue_status(), ipcpp::TimeoutError);
   CHECK_THROWS_AS(rc.clear(), ipcpp::TimeoutError);
   // Nothing is outstanding: the requests given up are not waited for.
