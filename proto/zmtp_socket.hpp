@@ -1,0 +1,127 @@
+// A ZeroMQ-compatible socket that speaks ZMTP 3 (RFC 23/37, NULL mechanism) itself over
+// plain TCP connections, with no ZeroMQ I/O thread between the caller and the kernel.
+//
+// Why: with libzmq every message crosses the sender's and the receiver's background I/O
+// threads, two thread hand-offs per hop on top of the TCP stack (bench/RESULTS.md measures
+// them as most of a direct round trip's CPU). A ZmtpSocket reads and writes its connections
+// from the thread that owns it, in the same call that sends or receives, so a hop costs one
+// wake-up on each side. Peers cannot tell: they see an ordinary ZMTP 3 peer of the socket's
+// type (real libzmq and pyzmq sockets, ipyparallel's controller included).
+//
+// Scope: the connecting side (connect(), never bind()), socket types ROUTER, DEALER, PUB and
+// SUB, and tcp:// endpoints. Each endpoint has one connection, made again after it breaks
+// (every reconnect_interval), as libzmq does.
+//
+// Threading: like a zmq::socket_t, one ZmtpSocket belongs to one thread. It is polled through
+// one file descriptor (fd(), an epoll set of its connections and its reconnect timer) that
+// sits next to ZeroMQ sockets in a zmq::poll item list (zmq_pollitem_t.fd).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+namespace ipcpp::proto {
+
+enum class ZmtpSocketType { kRouter, kDealer, kPub, kSub };
+
+struct ZmtpSocketOptions {
+  ZmtpSocketType type = ZmtpSocketType::kDealer;
+  // The routing id announced to peers (ROUTER, DEALER): a peer ROUTER routes to us by it.
+  std::string identity;
+  // How long to wait before connecting again after a connection fails or breaks.
+  std::chrono::milliseconds reconnect_interval{100};
+  // PUB: whole messages queued for one peer before new ones for that peer are dropped, as
+  // libzmq's send high-water mark drops them (0: no limit). Other types never drop what
+  // they queue for a connected peer.
+  std::size_t send_limit = 0;
+  // How long the destructor keeps writing what is still queued.
+  std::chrono::milliseconds linger{1000};
+  // Told about a connection's problem (refused, broken, a peer that is not ZMTP 3 or speaks
+  // another mechanism): one line, for the owner's log. Once per endpoint until a handshake
+  // succeeds again, so that a peer that stays away is not reported at every reconnect.
+  // May be empty.
+  std::function<void(std::string_view)> on_problem;
+};
+
+class ZmtpSocket {
+ public:
+  explicit ZmtpSocket(ZmtpSocketOptions options);
+  ~ZmtpSocket();  // writes what is queued for up to options.linger, then closes
+  ZmtpSocket(const ZmtpSocket&) = delete;
+  ZmtpSocket& operator=(const ZmtpSocket&) = delete;
+  ZmtpSocket(ZmtpSocket&&) noexcept;
+  ZmtpSocket& operator=(ZmtpSocket&&) noexcept;
+
+  // Starts connecting to "tcp://host:port" (a host name or an IPv4 address). Returns at once;
+  // the connection is made, and made again, while the socket is used. Throws
+  // std::invalid_argument for an endpoint it cannot use.
+  void connect(std::string_view endpoint);
+
+  // SUB: receive only messages whose first frame starts with `prefix` ("" for all). Sent to
+  // every peer now and after every reconnect.
+  void subscribe(std::string_view prefix);
+
+  // Readable (POLLIN) whenever process() has something to do. Poll it, then call receive()
+  // until it returns nothing: a message already read from the kernel does not make fd()
+  // readable again.
+  int fd() const;
+
+  // Does whatever is ready without blocking: connection progress, reading, writing, reconnect
+  // timers. receive() and send() call it; call it directly after polling fd() when not
+  // receiving.
+  void process();
+
+  // One whole message, or an empty vector when none has arrived. ROUTER: the first frame is
+  // the routing id of the peer it came from (the peer's announced identity, or 5 bytes made
+  // up here, as libzmq makes them).
+  std::vector<zmq::message_t> receive();
+
+  // Queues one whole message and writes as much of it as the kernel takes now (the rest is
+  // written by later calls). Frames are written from their own memory, never copied.
+  // ROUTER: the first frame names the peer and is not sent; returns false (the message is
+  //   dropped) when no connected peer has that routing id.
+  // DEALER: to the connected peers in turn; with none connected, queued for the first
+  //   endpoint until it connects.
+  // PUB: to every peer; returns false when every peer's queue was full (send_limit).
+  // SUB: throws std::logic_error.
+  bool send(std::vector<zmq::message_t>&& frames);
+
+  // Writes until nothing is queued for any connected peer or `timeout` passes; true when
+  // everything was written.
+  bool flush(std::chrono::milliseconds timeout);
+
+  // True while something queued for a connected peer is not fully written yet (process()
+  // writes more of it when fd() is readable).
+  bool has_unsent() const;
+
+  // Messages read from the kernel and not yet taken by receive(). A caller that stops taking
+  // before receive() returns nothing must not block on fd() while this is not zero.
+  std::size_t waiting() const;
+
+  // Connections whose ZMTP handshake is complete.
+  std::size_t connected_peers() const;
+  // Handshakes completed since the socket was made (a reconnect counts again).
+  std::uint64_t handshakes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The same calls as for a zmq::socket_t (proto/wire.hpp), so code can hold either.
+// recv_frames never blocks with recv_flags::dontwait; with recv_flags::none it polls fd().
+std::vector<zmq::message_t> recv_frames(ZmtpSocket& socket,
+                                        zmq::recv_flags flags = zmq::recv_flags::none);
+// Always queues (a ZmtpSocket never blocks a sender): returns what send() returns.
+bool send_frames(ZmtpSocket& socket, std::vector<zmq::message_t>&& frames,
+                 zmq::send_flags flags = zmq::send_flags::none);
+
+}  // namespace ipcpp::proto
