@@ -140,8 +140,19 @@ int Engine::run() {
   zmq::socket_t heartbeat_pipe = make_socket(ctx, zmq::socket_type::pair);
   heartbeat_pipe.bind(kHeartbeatControlEndpoint);
 
-  KernelSockets kernel{make_socket(ctx, zmq::socket_type::router, uuid),
-                       make_socket(ctx, zmq::socket_type::pub),
+  auto zmtp_socket = [&log](proto::ZmtpSocketType type, const std::string& identity,
+                            std::string_view name) {
+    proto::ZmtpSocketOptions o;
+    o.type = type;
+    o.identity = identity;
+    o.linger = std::chrono::milliseconds(kLingerMs);
+    o.on_problem = [log, name](std::string_view what) {
+      log->warn("{} connection: {}", name, what);
+    };
+    return proto::ZmtpSocket(std::move(o));
+  };
+  KernelSockets kernel{zmtp_socket(proto::ZmtpSocketType::kRouter, uuid, "shell"),
+                       zmtp_socket(proto::ZmtpSocketType::kPub, {}, "iopub"),
                        make_socket(ctx, zmq::socket_type::pair)};
   kernel.shell.connect(url(interface, port(info.mux, file.mux)));
   kernel.shell.connect(url(interface, port(info.task, file.task)));

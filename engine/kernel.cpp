@@ -180,11 +180,18 @@ Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_
 Kernel::~Kernel() = default;
 
 void Kernel::run() {
-  std::array<zmq::pollitem_t, 2> items{zmq::pollitem_t{sockets_.control.handle(), 0, ZMQ_POLLIN, 0},
-                                       zmq::pollitem_t{sockets_.shell.handle(), 0, ZMQ_POLLIN, 0}};
+  // shell's and iopub's descriptors are readable when their connections need attention:
+  // a request arrived, queued output can be written, a connection is to be made again.
+  std::array<zmq::pollitem_t, 3> items{
+      zmq::pollitem_t{sockets_.control.handle(), 0, ZMQ_POLLIN, 0},
+      zmq::pollitem_t{nullptr, sockets_.shell.fd(), ZMQ_POLLIN, 0},
+      zmq::pollitem_t{nullptr, sockets_.iopub.fd(), ZMQ_POLLIN, 0}};
   try {
     while (process_commands()) {
-      if (!queue_.empty()) {
+      // The next request runs once the last one's reply and output are written: a long task
+      // must not hold back a big reply that the kernel took only in part.
+      const bool written = !sockets_.shell.has_unsent() && !sockets_.iopub.has_unsent();
+      if (!queue_.empty() && written) {
         proto::Message next = std::move(queue_.front());
         queue_.pop_front();
         handle(std::move(next));
@@ -192,6 +199,7 @@ void Kernel::run() {
       }
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
       if ((items[1].revents & ZMQ_POLLIN) != 0) receive_queued();
+      if ((items[2].revents & ZMQ_POLLIN) != 0) sockets_.iopub.process();
     }
     // The control thread need not force the exit any more.
     std::vector<zmq::message_t> stopped;

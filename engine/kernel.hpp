@@ -22,6 +22,7 @@
 #include "engine/registry.hpp"
 #include "engine/running_task.hpp"
 #include "proto/session.hpp"
+#include "proto/zmtp_socket.hpp"
 
 namespace ipcpp::engine {
 
@@ -36,10 +37,13 @@ inline constexpr std::string_view kStop = "stop";
 inline constexpr std::string_view kStopped = "stopped";  // kernel -> control
 }  // namespace kernel_command
 
+// shell and iopub carry every request, reply and output: they speak ZMTP themselves
+// (proto/zmtp_socket.hpp), so the kernel reads and writes its TCP connections directly,
+// without a ZeroMQ I/O thread in between.
 struct KernelSockets {
-  zmq::socket_t shell;    // ROUTER, identity = uuid, connected to mux, task, broadcast
-  zmq::socket_t iopub;    // PUB
-  zmq::socket_t control;  // PAIR to the control thread
+  proto::ZmtpSocket shell;  // ROUTER, identity = uuid, connected to mux, task, broadcast
+  proto::ZmtpSocket iopub;  // PUB
+  zmq::socket_t control;    // PAIR to the control thread
 };
 
 // How many aborted msg_ids an engine remembers (abort_request ids not yet arrived).

@@ -135,6 +135,21 @@ TEST_CASE("client: scatter and gather partition like ipyparallel") {
   CHECK(dview.gather_sync("big").as<std::vector<double>>() == big);
 }
 
+TEST_CASE("client: a big reply arrives while the engine's next request still runs") {
+  // The engine writes its replies itself: one larger than the kernel takes at once must
+  // still reach the client before a long request queued behind it ends.
+  Cluster c(1);
+  auto engine = c.client->operator[](0);
+  std::vector<double> big(5'000'000);  // 40 MB, many times a TCP socket's buffer
+  std::iota(big.begin(), big.end(), 1.0);
+  engine.push({{"big", big}}).get(kWait);
+  auto pulled = engine.pull("big");
+  auto slow = engine.apply_async("sleep", 10);
+  CHECK(pulled.get(Seconds(8)).as<std::vector<double>>() == big);
+  CHECK_FALSE(slow.ready());
+  slow.abort();
+}
+
 TEST_CASE("client: a remote exception is a RemoteError with the engine's message") {
   Cluster c(2);
   Client& rc = *c.client;
