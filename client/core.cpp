@@ -1,5 +1,6 @@
 #include "client/core.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <future>
@@ -11,6 +12,7 @@
 #include "proto/payload.hpp"
 #include "proto/peek.hpp"
 #include "proto/wire.hpp"
+#include "proto/zmtp_socket.hpp"
 
 namespace ipcpp::detail {
 namespace {
@@ -346,24 +348,27 @@ void ClientCore::close() {
 // ---- The I/O thread --------------------------------------------------------------------------
 
 void ClientCore::io_loop_start(std::promise<void>& ready) {
+  // The sockets to the controller speak ZMTP themselves (proto/zmtp_socket.hpp): this thread
+  // reads and writes their TCP connections directly, with no ZeroMQ I/O thread in between.
   struct Sockets {
-    zmq::socket_t query, notification, mux, task, control, iopub, pull;
+    proto::ZmtpSocket query, notification, mux, task, control, iopub;
+    zmq::socket_t pull;
   };
+  auto zmtp = [](proto::ZmtpSocketType type) {
+    proto::ZmtpSocketOptions o;
+    o.type = type;
+    o.linger = std::chrono::milliseconds(0);
+    return proto::ZmtpSocket(std::move(o));
+  };
+  using proto::ZmtpSocketType;
   std::unique_ptr<Sockets> s;
   try {
     s = std::make_unique<Sockets>(Sockets{
-        zmq::socket_t(ctx_, zmq::socket_type::dealer), zmq::socket_t(ctx_, zmq::socket_type::sub),
-        zmq::socket_t(ctx_, zmq::socket_type::dealer),
-        zmq::socket_t(ctx_, zmq::socket_type::dealer),
-        zmq::socket_t(ctx_, zmq::socket_type::dealer), zmq::socket_t(ctx_, zmq::socket_type::sub),
+        zmtp(ZmtpSocketType::kDealer), zmtp(ZmtpSocketType::kSub), zmtp(ZmtpSocketType::kDealer),
+        zmtp(ZmtpSocketType::kDealer), zmtp(ZmtpSocketType::kDealer), zmtp(ZmtpSocketType::kSub),
         zmq::socket_t(ctx_, zmq::socket_type::pull)});
-    for (auto* sock : {&s->query, &s->notification, &s->mux, &s->task, &s->control, &s->iopub}) {
-      sock->set(zmq::sockopt::linger, 0);
-      sock->set(zmq::sockopt::rcvhwm, 0);
-      sock->set(zmq::sockopt::sndhwm, 0);
-    }
-    s->notification.set(zmq::sockopt::subscribe, "");
-    s->iopub.set(zmq::sockopt::subscribe, "");
+    s->notification.subscribe("");
+    s->iopub.subscribe("");
     s->pull.set(zmq::sockopt::linger, 0);
     s->pull.bind(inproc_endpoint_);
     s->notification.connect(file_.url(file_.notification));
@@ -385,28 +390,34 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
   }
   ready.set_value();
 
-  zmq::socket_t* by_channel[] = {&s->query, &s->mux, &s->task, &s->control};
+  proto::ZmtpSocket* by_channel[] = {&s->query, &s->mux, &s->task, &s->control};
+  proto::ZmtpSocket* readers[] = {&s->query,   &s->mux,   &s->task,
+                                  &s->control, &s->iopub, &s->notification};
   zmq::pollitem_t items[] = {
-      {s->pull.handle(), 0, ZMQ_POLLIN, 0},        {s->query.handle(), 0, ZMQ_POLLIN, 0},
-      {s->mux.handle(), 0, ZMQ_POLLIN, 0},         {s->task.handle(), 0, ZMQ_POLLIN, 0},
-      {s->control.handle(), 0, ZMQ_POLLIN, 0},     {s->iopub.handle(), 0, ZMQ_POLLIN, 0},
-      {s->notification.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::socket_t* readers[] = {&s->pull,    &s->query, &s->mux,         &s->task,
-                              &s->control, &s->iopub, &s->notification};
+      {s->pull.handle(), 0, ZMQ_POLLIN, 0},          {nullptr, s->query.fd(), ZMQ_POLLIN, 0},
+      {nullptr, s->mux.fd(), ZMQ_POLLIN, 0},         {nullptr, s->task.fd(), ZMQ_POLLIN, 0},
+      {nullptr, s->control.fd(), ZMQ_POLLIN, 0},     {nullptr, s->iopub.fd(), ZMQ_POLLIN, 0},
+      {nullptr, s->notification.fd(), ZMQ_POLLIN, 0}};
   constexpr int kBatch = 256;  // messages taken from one socket before looking at the others
   bool running = true;
   while (running)
     try {
       try {
-        zmq::poll(items, std::size(items), std::chrono::milliseconds(-1));
+        // Messages already read (a batch left them) must not wait for the next wake-up.
+        const bool waiting =
+            std::any_of(std::begin(readers), std::end(readers),
+                        [](const proto::ZmtpSocket* r) { return r->waiting() > 0; });
+        zmq::poll(items, std::size(items), std::chrono::milliseconds(waiting ? 0 : -1));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
       }
       for (std::size_t i = 0; i < std::size(items) && running; ++i) {
-        if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
+        if ((items[i].revents & ZMQ_POLLIN) == 0 && (i == 0 || readers[i - 1]->waiting() == 0))
+          continue;
         for (int n = 0; n < kBatch; ++n) {
-          auto frames = proto::recv_frames(*readers[i], zmq::recv_flags::dontwait);
+          auto frames = i == 0 ? proto::recv_frames(s->pull, zmq::recv_flags::dontwait)
+                               : readers[i - 1]->receive();
           if (frames.empty()) break;
           if (i == 0) {
             const std::uint8_t command =
@@ -468,7 +479,8 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
   s.reset();
 }
 
-void ClientCore::on_submission(std::vector<zmq::message_t>&& frames, zmq::socket_t* by_channel[]) {
+void ClientCore::on_submission(std::vector<zmq::message_t>&& frames,
+                               proto::ZmtpSocket* by_channel[]) {
   if (frames.size() < 3 || frames[1].size() != sizeof(void*)) return;
   const auto channel = static_cast<Channel>(frames[0].data<std::uint8_t>()[1]);
   std::shared_ptr<RequestState>* holder = nullptr;
@@ -501,7 +513,7 @@ void ClientCore::on_submission(std::vector<zmq::message_t>&& frames, zmq::socket
   out.reserve(frames.size() - 2);
   for (std::size_t i = 2; i < frames.size(); ++i)
     out.push_back(std::move(frames[i]));
-  proto::send_frames(*by_channel[static_cast<int>(channel)], std::move(out));
+  by_channel[static_cast<int>(channel)]->send(std::move(out));
 }
 
 std::optional<proto::Message> ClientCore::decode(std::vector<zmq::message_t>&& frames) {

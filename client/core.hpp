@@ -35,6 +35,9 @@
 #include "proto/message.hpp"
 #include "proto/session.hpp"
 
+namespace ipcpp::proto {
+class ZmtpSocket;
+}
 namespace ipcpp::detail {
 
 // Why a request failed, when it did.
@@ -156,7 +159,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void start(const ClientOptions& options);
   void io_loop_start(std::promise<void>& ready);
   // I/O thread helpers.
-  void on_submission(std::vector<zmq::message_t>&& frames, zmq::socket_t* by_channel[]);
+  void on_submission(std::vector<zmq::message_t>&& frames, proto::ZmtpSocket* by_channel[]);
   void on_reply(std::vector<zmq::message_t>&& frames);
   // The reply to nearly every task, an apply_reply with status "ok" from an engine, read from
   // its frames without parsing them (the value travels in the buffers). Returns false when
