@@ -857,7 +857,9 @@ bool ZmtpSocket::flush(std::chrono::milliseconds timeout) {
   return impl_->flush(timeout);
 }
 
-bool ZmtpSocket::has_unsent() const { return !impl_->all_written(); }
+bool ZmtpSocket::has_unsent() const {
+  return !impl_->all_written();
+}
 
 std::size_t ZmtpSocket::waiting() const {
   return impl_->inbound.size();
