@@ -1,6 +1,7 @@
 #include "proto/zmtp_socket.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -160,6 +161,28 @@ Endpoint parse_endpoint(std::string_view endpoint) {
   return {std::string(host), std::string(port)};
 }
 
+// "tcp://ip:port" to listen on; "*" for every interface, port "*" or "0" for one the OS picks.
+Endpoint parse_bind_endpoint(std::string_view endpoint) {
+  constexpr std::string_view kScheme = "tcp://";
+  const std::string_view rest =
+      endpoint.starts_with(kScheme) ? endpoint.substr(kScheme.size()) : std::string_view();
+  const auto colon = rest.rfind(':');
+  if (rest.empty() || colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size() ||
+      rest.front() == '[') {
+    throw std::invalid_argument("ZMTP socket: cannot bind '" + std::string(endpoint) +
+                                "': tcp://ip:port (ip or *, port or *) is needed");
+  }
+  std::string port(rest.substr(colon + 1));
+  if (port == "*") port = "0";
+  int number = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (ec != std::errc() || end != port.data() + port.size() || number < 0 || number > 65535) {
+    throw std::invalid_argument("ZMTP socket: endpoint '" + std::string(endpoint) +
+                                "' has no valid port");
+  }
+  return {std::string(rest.substr(0, colon)), port};
+}
+
 // One frame waiting to be written: its ZMTP header and its body. Raw frames (the greeting,
 // commands) have no header of their own: their body is written as it is.
 struct OutFrame {
@@ -201,11 +224,14 @@ OutFrame raw_frame(const std::string& bytes) {
 }  // namespace
 
 struct ZmtpSocket::Impl {
-  enum class State { kWaiting, kConnecting, kGreeting, kReady, kOpen };
+  // kListening: a bound socket's listener. kClosed: an accepted connection that ended (it is
+  // removed at the next process()).
+  enum class State { kWaiting, kConnecting, kGreeting, kReady, kOpen, kListening, kClosed };
 
   struct Connection {
     std::string endpoint;
     Endpoint where;
+    bool accepted = false;  // made by a peer connecting to a bound endpoint: never remade
     int fd = -1;
     State state = State::kWaiting;
     Clock::time_point retry_at{};
@@ -398,7 +424,93 @@ struct ZmtpSocket::Impl {
     for (const auto& f : kept)
       c.queued_messages += f.last ? 1 : 0;
     c.out = std::move(kept);
+    if (c.accepted) {
+      c.out.clear();
+      c.queued_messages = 0;
+      c.state = State::kClosed;
+      return;
+    }
     schedule_retry(c);
+  }
+
+  // Drops accepted connections that ended. Never while an epoll batch is being handled:
+  // a later event of the batch may point to one.
+  void remove_closed() {
+    std::erase_if(connections, [](const auto& c) { return c->state == State::kClosed; });
+  }
+
+  // --- listening -------------------------------------------------------------------------
+
+  int bind(std::string_view endpoint) {
+    const auto parsed = parse_bind_endpoint(endpoint);
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* found = nullptr;
+    const char* host = parsed.host == "*" ? nullptr : parsed.host.c_str();
+    const int rc = ::getaddrinfo(host, parsed.port.c_str(), &hints, &found);
+    if (rc != 0 || found == nullptr) {
+      throw std::invalid_argument("ZMTP socket: cannot bind '" + std::string(endpoint) +
+                                  "': " + ::gai_strerror(rc));
+    }
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      ::freeaddrinfo(found);
+      throw std::system_error(errno, std::generic_category(), "ZMTP socket: socket");
+    }
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const int r = ::bind(fd, found->ai_addr, found->ai_addrlen);
+    ::freeaddrinfo(found);
+    if (r != 0 || ::listen(fd, SOMAXCONN) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::system_error(e, std::generic_category(),
+                              "ZMTP socket: cannot bind '" + std::string(endpoint) + "'");
+    }
+    sockaddr_in bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    auto c = std::make_unique<Connection>();
+    // Named with the port bound, for what is reported about its connections.
+    c->endpoint = "tcp://" + parsed.host + ":" + std::to_string(ntohs(bound.sin_port));
+    c->fd = fd;
+    c->state = State::kListening;
+    c->in.clear();
+    c->in.shrink_to_fit();
+    set_events(*c, EPOLLIN);
+    connections.push_back(std::move(c));
+    return ntohs(bound.sin_port);
+  }
+
+  void accept_all(Connection& listener) {
+    for (;;) {
+      sockaddr_in peer{};
+      socklen_t len = sizeof peer;
+      const int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          problem(listener, std::string("accept: ") + std::strerror(errno));
+        }
+        return;
+      }
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::array<char, INET_ADDRSTRLEN> ip{};
+      ::inet_ntop(AF_INET, &peer.sin_addr, ip.data(), ip.size());
+      auto c = std::make_unique<Connection>();
+      c->endpoint =
+          listener.endpoint + " <- " + ip.data() + ":" + std::to_string(ntohs(peer.sin_port));
+      c->fd = fd;
+      c->accepted = true;
+      Connection& ref = *c;
+      connections.push_back(std::move(c));
+      set_events(ref, EPOLLIN);
+      connected(ref);
+    }
   }
 
   void set_events(Connection& c, std::uint32_t events) {
@@ -503,7 +615,12 @@ struct ZmtpSocket::Impl {
             next_peer = (next_peer + i + 1) % connections.size();
           }
         }
-        if (target == nullptr) target = connections.front().get();
+        for (std::size_t i = 0; i < connections.size() && target == nullptr; ++i) {
+          if (!connections[i]->accepted && connections[i]->state != State::kListening) {
+            target = connections[i].get();  // queued until it connects
+          }
+        }
+        if (target == nullptr) return false;
         enqueue(*target, std::move(frames), 0);
         write_and_watch(*target);
         return true;
@@ -511,6 +628,7 @@ struct ZmtpSocket::Impl {
       case ZmtpSocketType::kPub: {
         std::vector<Connection*> targets;
         for (auto& c : connections) {
+          if (c->state == State::kListening || c->state == State::kClosed) continue;
           if (options.send_limit == 0 || c->queued_messages < options.send_limit) {
             targets.push_back(c.get());
           }
@@ -569,7 +687,8 @@ struct ZmtpSocket::Impl {
 
   bool read_failed(Connection& c, ssize_t n) {
     if (n == 0) {
-      close_connection(c, "the peer closed the connection");
+      // A peer that connected to us and leaves is nothing to report.
+      close_connection(c, "the peer closed the connection", !c.accepted);
       return false;
     }
     // Nothing more now (or a signal): epoll reports the connection again when there is.
@@ -701,6 +820,13 @@ struct ZmtpSocket::Impl {
     ++open;
     ++handshakes;
     if (options.type == ZmtpSocketType::kRouter) {
+      // A peer that connects again under its identity replaces its old connection (which
+      // may be half open after a network failure); elsewhere a clash gets an id made here.
+      if (c.accepted && !identity.empty()) {
+        if (const auto old = routes.find(identity); old != routes.end()) {
+          close_connection(*old->second, "replaced by a new connection from the same peer");
+        }
+      }
       if (identity.empty() || routes.contains(identity)) {
         identity.assign(5, '\0');
         const std::uint32_t id = next_routing_id++;
@@ -750,6 +876,7 @@ struct ZmtpSocket::Impl {
   // --- the loop --------------------------------------------------------------------------
 
   void process() {
+    remove_closed();
     std::array<epoll_event, 32> events{};
     const int n = ::epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), 0);
     for (std::size_t i = 0; i < static_cast<std::size_t>(std::max(n, 0)); ++i) {
@@ -760,6 +887,10 @@ struct ZmtpSocket::Impl {
       auto& c = *static_cast<Connection*>(events[i].data.ptr);
       if (c.fd < 0) continue;  // closed by an earlier event of this round
       const std::uint32_t ev = events[i].events;
+      if (c.state == State::kListening) {
+        accept_all(c);
+        continue;
+      }
       if (c.state == State::kConnecting) {
         int err = 0;
         socklen_t len = sizeof err;
@@ -780,6 +911,7 @@ struct ZmtpSocket::Impl {
       }
       update_events(c);
     }
+    remove_closed();
   }
 
   bool all_written() const {
@@ -818,6 +950,10 @@ void ZmtpSocket::connect(std::string_view endpoint) {
   Impl::Connection& ref = *c;
   impl_->connections.push_back(std::move(c));
   impl_->start_connect(ref);
+}
+
+int ZmtpSocket::bind(std::string_view endpoint) {
+  return impl_->bind(endpoint);
 }
 
 void ZmtpSocket::subscribe(std::string_view prefix) {

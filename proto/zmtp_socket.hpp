@@ -8,9 +8,9 @@
 // wake-up on each side. Peers cannot tell: they see an ordinary ZMTP 3 peer of the socket's
 // type (real libzmq and pyzmq sockets, ipyparallel's controller included).
 //
-// Scope: the connecting side (connect(), never bind()), socket types ROUTER, DEALER, PUB and
-// SUB, and tcp:// endpoints. Each endpoint has one connection, made again after it breaks
-// (every reconnect_interval), as libzmq does.
+// Scope: socket types ROUTER, DEALER, PUB and SUB over tcp:// endpoints (IPv4), connecting
+// and binding. Each endpoint connected to has one connection, made again after it breaks
+// (every reconnect_interval), as libzmq does; a bound endpoint accepts any number of peers.
 //
 // Threading: like a zmq::socket_t, one ZmtpSocket belongs to one thread. It is polled through
 // one file descriptor (fd(), an epoll set of its connections and its reconnect timer) that
@@ -64,6 +64,14 @@ class ZmtpSocket {
   // the connection is made, and made again, while the socket is used. Throws
   // std::invalid_argument for an endpoint it cannot use.
   void connect(std::string_view endpoint);
+
+  // Listens on "tcp://ip:port" ("*" for every interface; port "*" or 0 for one the OS picks)
+  // and accepts peers as they come; returns the port. An accepted connection that ends is
+  // gone (its peer connects again). A ROUTER peer that connects again under the identity of
+  // a connection still open replaces that connection (libzmq would refuse the newcomer until
+  // the old one times out). Throws std::invalid_argument or std::system_error when the
+  // endpoint cannot be bound.
+  int bind(std::string_view endpoint);
 
   // SUB: receive only messages whose first frame starts with `prefix` ("" for all). Sent to
   // every peer now and after every reconnect.
