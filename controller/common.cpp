@@ -29,6 +29,35 @@ int bind_tcp(zmq::socket_t& socket, const std::string& ip, int port) {
   return std::stoi(endpoint.substr(colon + 1));
 }
 
+int bind_tcp(proto::ZmtpSocket& socket, const std::string& ip, int port) {
+  const std::string wanted =
+      "tcp://" + ip + ":" + (port == 0 ? std::string("*") : std::to_string(port));
+  try {
+    return socket.bind(wanted);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot listen on " + wanted + ": " + e.what());
+  }
+}
+
+proto::ZmtpSocket make_zmtp_router(const std::string& identity, const Logger& log,
+                                   const std::string& name) {
+  proto::ZmtpSocketOptions o;
+  o.type = proto::ZmtpSocketType::kRouter;
+  o.identity = identity;
+  o.linger = std::chrono::milliseconds(0);
+  o.on_problem = [log, name](std::string_view what) { log->warn("{}: {}", name, what); };
+  return proto::ZmtpSocket(std::move(o));
+}
+
+proto::ZmtpSocket make_zmtp_socket(proto::ZmtpSocketType type, const Logger& log,
+                                   const std::string& name) {
+  proto::ZmtpSocketOptions o;
+  o.type = type;
+  o.linger = std::chrono::milliseconds(0);
+  o.on_problem = [log, name](std::string_view what) { log->warn("{}: {}", name, what); };
+  return proto::ZmtpSocket(std::move(o));
+}
+
 zmq::message_t share(zmq::message_t& m) {
   zmq::message_t copy;
   copy.copy(m);

@@ -18,6 +18,8 @@
 #include <spdlog/logger.h>
 #include <zmq.hpp>
 
+#include "proto/zmtp_socket.hpp"
+
 namespace ipcpp::controller {
 
 using Logger = std::shared_ptr<spdlog::logger>;
@@ -33,6 +35,9 @@ inline constexpr const char* kNotificationEndpoint = "inproc://ipcpp-notificatio
 // The task scheduler's client-facing ROUTER is bound here as well; the hub resubmits tasks
 // through it.
 inline constexpr const char* kTaskEndpoint = "inproc://ipcpp-task";
+// The routing id of the hub's socket to kTaskEndpoint: replies to the tasks it resubmits go
+// back there, not to the clients' TCP port.
+inline constexpr std::string_view kResubmitId = "hub-resubmit";
 
 // A socket with the controller's settings: no high-water mark (nothing is dropped), linger
 // `linger_ms` on close, and the routing identity when one is given.
@@ -42,6 +47,14 @@ zmq::socket_t make_socket(zmq::context_t& context, zmq::socket_type type,
 // Binds tcp://ip:port (port 0: a port chosen by the OS) and returns the port bound.
 // Throws std::runtime_error "cannot listen on tcp://IP:PORT: REASON".
 int bind_tcp(zmq::socket_t& socket, const std::string& ip, int port);
+int bind_tcp(proto::ZmtpSocket& socket, const std::string& ip, int port);
+// A ROUTER that speaks ZMTP itself (proto/zmtp_socket.hpp), announcing `identity`; its
+// connection problems go to `log`.
+proto::ZmtpSocket make_zmtp_router(const std::string& identity, const Logger& log,
+                                   const std::string& name);
+// The same for another socket type (PUB, SUB), with no identity.
+proto::ZmtpSocket make_zmtp_socket(proto::ZmtpSocketType type, const Logger& log,
+                                   const std::string& name);
 
 inline zmq::message_t frame(std::string_view text) {
   return zmq::message_t(text.data(), text.size());

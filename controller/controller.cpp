@@ -152,18 +152,20 @@ void Controller::start() {
       bind_tcp(hub.registration, ip,
                port_for(old_client ? std::optional(old_client->registration) : std::nullopt));
 
-  QueueSockets control{make_socket(ctx, socket_type::router, "control_in"),
-                       make_socket(ctx, socket_type::router, "control_out"), sub_to_notifications(),
-                       pub_to_monitor()};
-  QueueSockets mux{make_socket(ctx, socket_type::router, "mux_in"),
-                   make_socket(ctx, socket_type::router, "mux_out"), sub_to_notifications(),
+  QueueSockets control{make_zmtp_router("control_in", log, "control, client side"),
+                       make_zmtp_router("control_out", log, "control, engine side"),
+                       sub_to_notifications(), pub_to_monitor()};
+  QueueSockets mux{make_zmtp_router("mux_in", log, "mux, client side"),
+                   make_zmtp_router("mux_out", log, "mux, engine side"), sub_to_notifications(),
                    pub_to_monitor()};
-  TaskSockets task{make_socket(ctx, socket_type::router, "task_in"),
-                   make_socket(ctx, socket_type::router, "task_out"), sub_to_notifications(),
+  TaskSockets task{make_zmtp_router("task_in", log, "task, client side"),
+                   make_zmtp_router("task_out", log, "task, engine side"),
+                   make_socket(ctx, socket_type::router, "task_in"), sub_to_notifications(),
                    pub_to_monitor()};
-  IopubSockets iopub{make_socket(ctx, socket_type::sub), make_socket(ctx, socket_type::pub),
+  IopubSockets iopub{make_zmtp_socket(proto::ZmtpSocketType::kSub, log, "iopub, engine side"),
+                     make_zmtp_socket(proto::ZmtpSocketType::kPub, log, "iopub, client side"),
                      pub_to_monitor()};
-  iopub.engine.set(zmq::sockopt::subscribe, "");
+  iopub.engine.subscribe("");
   HeartbeatSockets heart{make_socket(ctx, socket_type::pub), make_socket(ctx, socket_type::router),
                          pub_to_monitor(), sub_to_notifications(), zmq::socket_t()};
   heart.pong_events = monitor_disconnections(ctx, heart.pong);
@@ -171,8 +173,7 @@ void Controller::start() {
                              {make_socket(ctx, socket_type::router, "sub_scheduler_00"),
                               make_socket(ctx, socket_type::router, "sub_scheduler_01")},
                              sub_to_notifications()};
-  for (auto* s :
-       {&mux.engine, &control.engine, &task.engine, &broadcast.leaves[0], &broadcast.leaves[1]}) {
+  for (auto* s : {&broadcast.leaves[0], &broadcast.leaves[1]}) {
     // Fail fast (EHOSTUNREACH) rather than drop when an engine is gone; callers handle it.
     s->set(zmq::sockopt::router_mandatory, false);
   }
@@ -203,7 +204,8 @@ void Controller::start() {
   client_file_.iopub = bind_tcp(iopub.client, ip, port_for(reuse_c(&CF::iopub)));
   client_file_.notification = bind_tcp(hub.notification, ip, port_for(reuse_c(&CF::notification)));
   client_file_.broadcast = bind_tcp(broadcast.client, ip, port_for(reuse_c(&CF::broadcast)));
-  task.client.bind(kTaskEndpoint);
+  task.resubmit.bind(kTaskEndpoint);
+  hub.resubmit.set(zmq::sockopt::routing_id, kResubmitId);
   hub.resubmit.connect(kTaskEndpoint);
 
   const std::string interface = "tcp://" + ip;

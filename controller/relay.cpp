@@ -39,17 +39,20 @@ class Queue {
 
   void run() {
     zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.client.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.engine.handle(), 0, ZMQ_POLLIN, 0}};
+                               {nullptr, s_.client.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, s_.engine.fd(), ZMQ_POLLIN, 0}};
     while (true) {
-      zmq::poll(items, 3, std::chrono::milliseconds(-1));
+      // Messages already read (a batch left them) must not wait for the next wake-up.
+      const bool waiting = s_.client.waiting() > 0 || s_.engine.waiting() > 0;
+      zmq::poll(items, 3, std::chrono::milliseconds(waiting ? 0 : -1));
       if ((items[0].revents & ZMQ_POLLIN) != 0) drain_notifications(s_.notification, roster_);
-      // A bounded batch from each side per turn keeps both directions moving.
-      if ((items[2].revents & ZMQ_POLLIN) != 0) {
+      // A bounded batch from each side per turn keeps both directions moving. A readable
+      // descriptor may also mean that queued output can be written or a peer connects.
+      if ((items[2].revents & ZMQ_POLLIN) != 0 || s_.engine.waiting() > 0) {
         for (int i = 0; i < 64 && from_engine(); ++i) {
         }
       }
-      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+      if ((items[1].revents & ZMQ_POLLIN) != 0 || s_.client.waiting() > 0) {
         for (int i = 0; i < 64 && from_client(); ++i) {
         }
       }
@@ -59,7 +62,7 @@ class Queue {
  private:
   // One request from a client. Returns false when nothing was waiting.
   bool from_client() {
-    auto frames = proto::recv_frames(s_.client, zmq::recv_flags::dontwait);
+    auto frames = s_.client.receive();
     if (frames.empty()) return false;
     auto wire = session_.authenticate(std::move(frames));
     if (!wire) {
@@ -85,14 +88,14 @@ class Queue {
     std::swap(ids[0], ids[1]);
     auto out = proto::join(std::move(wire.value()));
     auto copy = monitor_copy(names_.in_prefix, out);
-    proto::send_frames(s_.engine, std::move(out));
+    s_.engine.send(std::move(out));
     proto::send_frames(s_.monitor, std::move(copy));
     return true;
   }
 
   // One reply from an engine. Returns false when nothing was waiting.
   bool from_engine() {
-    auto frames = proto::recv_frames(s_.engine, zmq::recv_flags::dontwait);
+    auto frames = s_.engine.receive();
     if (frames.empty()) return false;
     auto wire = session_.authenticate(std::move(frames));
     if (!wire) {
@@ -111,7 +114,7 @@ class Queue {
     // The hub's copy first: once a client has a reply, the hub knows of it (a query that
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
-    proto::send_frames(s_.client, std::move(out));
+    s_.client.send(std::move(out));
     return true;
   }
 
@@ -138,7 +141,7 @@ class Queue {
     // The hub's copy first: once a client has a reply, the hub knows of it (a query that
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
-    proto::send_frames(s_.client, std::move(reply));
+    s_.client.send(std::move(reply));
   }
 
   QueueSockets s_;
@@ -162,9 +165,21 @@ void run_queue(QueueSockets sockets, QueueNames names, proto::SessionOptions ses
 
 void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log) {
   proto::Session session(std::move(session_options));
+  // The monitor socket is in the poll only for the context's shutdown, which ends the loop.
+  zmq::pollitem_t items[] = {{s.monitor.handle(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, s.engine.fd(), ZMQ_POLLIN, 0},
+                             {nullptr, s.client.fd(), ZMQ_POLLIN, 0}};
   try {
-    while (true) {
-      auto frames = proto::recv_frames(s.engine);
+    for (std::uint64_t n = 0;; ++n) {
+      // Under a steady stream from the engines, clients still get accepted and written to.
+      if (n % 64 == 63) s.client.process();
+      auto frames = s.engine.receive();
+      if (frames.empty()) {
+        // Clients connecting, and output not yet written to them, are handled here too.
+        s.client.process();
+        zmq::poll(items, 3, std::chrono::milliseconds(-1));
+        continue;
+      }
       auto wire = session.authenticate(std::move(frames));
       if (!wire) {
         log->warn("iopub: dropped a message from an engine: {}", wire.error().reason);
@@ -175,14 +190,14 @@ void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log
       const bool status = type.found() && type.value == proto::msg_type::kStatus;
       auto out = proto::join(std::move(wire.value()));
       if (status) {
-        proto::send_frames(s.client, std::move(out));
+        s.client.send(std::move(out));
         continue;
       }
       auto copy = monitor_copy("iopub", out);
       // The hub's copy first: once a client has a reply, the hub knows of it (a query that
       // follows at once finds the record).
       proto::send_frames(s.monitor, std::move(copy));
-      proto::send_frames(s.client, std::move(out));
+      s.client.send(std::move(out));
     }
   } catch (const zmq::error_t& e) {
     if (!is_shutdown(e)) log->critical("iopub forwarder stopped: {}", e.what());

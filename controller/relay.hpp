@@ -19,12 +19,15 @@
 
 #include "controller/common.hpp"
 #include "proto/session.hpp"
+#include "proto/zmtp_socket.hpp"
 
 namespace ipcpp::controller {
 
+// The client- and engine-facing ROUTERs speak ZMTP themselves (proto/zmtp_socket.hpp): the
+// queue's thread reads and writes their TCP connections, with no ZeroMQ I/O thread between.
 struct QueueSockets {
-  zmq::socket_t client;        // ROUTER, bound on the client port
-  zmq::socket_t engine;        // ROUTER, identity "mux_out" / "control_out", engine port
+  proto::ZmtpSocket client;    // ROUTER, identity "mux_in" / "control_in", client port
+  proto::ZmtpSocket engine;    // ROUTER, identity "mux_out" / "control_out", engine port
   zmq::socket_t notification;  // SUB to kNotificationEndpoint
   zmq::socket_t monitor;       // PUB to kMonitorEndpoint
 };
@@ -39,10 +42,12 @@ struct QueueNames {
 void run_queue(QueueSockets sockets, QueueNames names, proto::SessionOptions session_options,
                Logger log);
 
+// The engine- and client-facing sockets speak ZMTP themselves (proto/zmtp_socket.hpp). The
+// client side sends every message to every client; each client's SUB filters.
 struct IopubSockets {
-  zmq::socket_t engine;   // SUB, bound on the engine port, subscribed to everything
-  zmq::socket_t client;   // PUB, bound on the client port
-  zmq::socket_t monitor;  // PUB to kMonitorEndpoint
+  proto::ZmtpSocket engine;  // SUB, bound on the engine port, subscribed to everything
+  proto::ZmtpSocket client;  // PUB, bound on the client port
+  zmq::socket_t monitor;     // PUB to kMonitorEndpoint
 };
 
 // Forwards engine output to clients unchanged (after authenticating it) and copies it to

@@ -158,26 +158,38 @@ class TaskScheduler {
 
   void run() {
     zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.engine.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.client.handle(), 0, ZMQ_POLLIN, 0}};
+                               {nullptr, s_.engine.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, s_.client.fd(), ZMQ_POLLIN, 0},
+                               {s_.resubmit.handle(), 0, ZMQ_POLLIN, 0}};
     while (true) {
-      zmq::poll(items, 3, poll_timeout());
+      // Messages already read (a batch left them) must not wait for the next wake-up.
+      const bool waiting = s_.engine.waiting() > 0 || s_.client.waiting() > 0;
+      zmq::poll(items, 4, waiting ? std::chrono::milliseconds(0) : poll_timeout());
       expire_timeouts();
       process_finished();
       if ((items[0].revents & ZMQ_POLLIN) != 0) read_notifications();
-      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+      // A readable descriptor may also mean that queued output can be written or a peer
+      // connects: receive() does that too.
+      if ((items[1].revents & ZMQ_POLLIN) != 0 || s_.engine.waiting() > 0) {
         for (int i = 0; i < 256; ++i) {
-          auto frames = proto::recv_frames(s_.engine, zmq::recv_flags::dontwait);
+          auto frames = s_.engine.receive();
           if (frames.empty()) break;
           on_result(std::move(frames));
           process_finished();
         }
       }
-      if ((items[2].revents & ZMQ_POLLIN) != 0) {
+      if ((items[2].revents & ZMQ_POLLIN) != 0 || s_.client.waiting() > 0 ||
+          (items[3].revents & ZMQ_POLLIN) != 0) {
         // Notifications first, so that a task for a just-registered engine finds it.
         read_notifications();
         for (int i = 0; i < 256; ++i) {
-          auto frames = proto::recv_frames(s_.client, zmq::recv_flags::dontwait);
+          auto frames = s_.client.receive();
+          if (frames.empty()) break;
+          on_submission(std::move(frames));
+          process_finished();
+        }
+        for (int i = 0; i < 256; ++i) {
+          auto frames = proto::recv_frames(s_.resubmit, zmq::recv_flags::dontwait);
           if (frames.empty()) break;
           on_submission(std::move(frames));
           process_finished();
@@ -422,7 +434,7 @@ class TaskScheduler {
     out.push_back(frame(engine.uuid));
     for (auto& f : job.frames)
       out.push_back(share(f));
-    proto::send_frames(s_.engine, std::move(out));
+    s_.engine.send(std::move(out));
     ++engine.load;
     engine.pending.insert(job.msg_id);
     job.engine = engine.uuid;
@@ -630,7 +642,16 @@ class TaskScheduler {
     // The hub's copy first: once a client has a reply, the hub knows of it (a query that
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
-    proto::send_frames(s_.client, std::move(out));
+    to_client(std::move(out));
+  }
+
+  // A reply goes back the way its request came: a client's TCP connection, or the hub.
+  void to_client(std::vector<zmq::message_t>&& frames) {
+    if (!frames.empty() && view(frames.front()) == kResubmitId) {
+      proto::send_frames(s_.resubmit, std::move(frames));
+    } else {
+      s_.client.send(std::move(frames));
+    }
   }
 
   // Records the outcome, forgets the job and releases what waited on it.
@@ -678,7 +699,7 @@ class TaskScheduler {
     // The hub's copy first: once a client has a reply, the hub knows of it (a query that
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
-    proto::send_frames(s_.client, std::move(reply));
+    to_client(std::move(reply));
     // A failure the scheduler produced did not run anywhere: no destination for `follow`.
     finish(job, false, {});
   }

@@ -22,12 +22,16 @@
 
 #include "controller/common.hpp"
 #include "proto/session.hpp"
+#include "proto/zmtp_socket.hpp"
 
 namespace ipcpp::controller {
 
+// The client- and engine-facing ROUTERs speak ZMTP themselves (proto/zmtp_socket.hpp): the
+// scheduler's thread reads and writes their TCP connections, with no ZeroMQ I/O thread between.
 struct TaskSockets {
-  zmq::socket_t client;        // ROUTER "task_in": client port and kTaskEndpoint
-  zmq::socket_t engine;        // ROUTER "task_out": engine port
+  proto::ZmtpSocket client;    // ROUTER "task_in": client port
+  proto::ZmtpSocket engine;    // ROUTER "task_out": engine port
+  zmq::socket_t resubmit;      // ROUTER "task_in" on kTaskEndpoint: the hub's resubmissions
   zmq::socket_t notification;  // SUB to kNotificationEndpoint
   zmq::socket_t monitor;       // PUB to kMonitorEndpoint
 };

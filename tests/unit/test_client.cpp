@@ -233,8 +233,14 @@ TEST_CASE("client: a killed engine's requests fail with EngineError") {
   ipcpp::TaskOptions pinned;
   pinned.targets = {0};
   auto task = rc.load_balanced_view(pinned).apply_async("sleep", 30);
-  // Wait until the engine runs the direct request (it is busy: the task waits behind it).
-  REQUIRE(ipcpp::test::wait_until([&] { return rc.queue_status().engines.at(0).queue >= 1; }, 10s));
+  // Wait until the engine has both: the direct request runs, the task was given to it and
+  // waits behind (a task still at the scheduler would fail as ImpossibleDependency instead).
+  REQUIRE(ipcpp::test::wait_until(
+      [&] {
+        const auto q = rc.queue_status().engines.at(0);
+        return q.queue >= 1 && q.tasks >= 1;
+      },
+      10s));
   it->signal(SIGKILL);
   auto e = caught<ipcpp::EngineError>([&] { direct.get(kWait); });
   CHECK(e.ename() == "EngineError");
