@@ -35,9 +35,10 @@ constexpr unsigned char kLong = 0x02;
 constexpr unsigned char kCommand = 0x04;
 constexpr std::size_t kGreetingSize = 64;
 
-constexpr std::size_t kReadBufferSize = 64 * 1024;
+// Per connection: a controller with 1,000 engines has 4,000 of them.
+constexpr std::size_t kReadBufferSize = 16 * 1024;
 // Frames at least this big are read from the kernel straight into their own message.
-constexpr std::size_t kDirectReadThreshold = 16 * 1024;
+constexpr std::size_t kDirectReadThreshold = 8 * 1024;
 // Bytes read from one connection per process() call before the others get their turn.
 constexpr std::size_t kReadBudget = 1024 * 1024;
 // A command (READY with its properties, PING, ERROR) longer than this ends the connection.
@@ -235,7 +236,8 @@ struct ZmtpSocket::Impl {
     int fd = -1;
     State state = State::kWaiting;
     Clock::time_point retry_at{};
-    std::uint32_t events = 0;  // registered with epoll
+    Clock::time_point handshake_deadline{};  // kGreeting, kReady: the peer must be READY by then
+    std::uint32_t events = 0;                // registered with epoll
     // Reading.
     std::vector<unsigned char> in = std::vector<unsigned char>(kReadBufferSize);
     std::size_t in_begin = 0;
@@ -341,12 +343,18 @@ struct ZmtpSocket::Impl {
 
   void connected(Connection& c) {
     c.state = State::kGreeting;
+    c.handshake_deadline = Clock::now() + options.handshake_timeout;
+    arm_timer();
     // Greeting, then READY (NULL's only handshake command), ahead of anything queued.
     c.out.push_front(raw_frame(ready_command(options.type, options.identity)));
     c.out.push_front(raw_frame(greeting()));
     c.out_offset = 0;
     if (!write_some(c)) return;
     update_events(c);
+  }
+
+  static bool handshaking(const Connection& c) {
+    return c.state == State::kGreeting || c.state == State::kReady;
   }
 
   void schedule_retry(Connection& c) {
@@ -359,6 +367,7 @@ struct ZmtpSocket::Impl {
     Clock::time_point earliest = Clock::time_point::max();
     for (const auto& c : connections) {
       if (c->state == State::kWaiting) earliest = std::min(earliest, c->retry_at);
+      if (handshaking(*c)) earliest = std::min(earliest, c->handshake_deadline);
     }
     itimerspec spec{};
     if (earliest != Clock::time_point::max()) {
@@ -375,8 +384,13 @@ struct ZmtpSocket::Impl {
     std::uint64_t expirations = 0;
     [[maybe_unused]] const auto n = ::read(timer_fd, &expirations, sizeof expirations);
     const auto now = Clock::now();
-    for (auto& c : connections) {
-      if (c->state == State::kWaiting && c->retry_at <= now) start_connect(*c);
+    for (std::size_t i = 0; i < connections.size(); ++i) {
+      Connection& c = *connections[i];
+      if (handshaking(c) && c.handshake_deadline <= now) {
+        close_connection(c, "no ZMTP handshake from the peer within " +
+                                std::to_string(options.handshake_timeout.count()) + " ms");
+      }
+      if (c.state == State::kWaiting && c.retry_at <= now) start_connect(c);
     }
     arm_timer();
   }

@@ -42,6 +42,10 @@ struct ZmtpSocketOptions {
   // libzmq's send high-water mark drops them (0: no limit). Other types never drop what
   // they queue for a connected peer.
   std::size_t send_limit = 0;
+  // A connection whose peer has not completed the ZMTP handshake this long after the TCP
+  // connection was made is closed (and, when we connected, made again), as libzmq's
+  // ZMQ_HANDSHAKE_IVL does: a silent peer holds nothing for good.
+  std::chrono::milliseconds handshake_timeout{30000};
   // How long the destructor keeps writing what is still queued.
   std::chrono::milliseconds linger{1000};
   // Told about a connection's problem (refused, broken, a peer that is not ZMTP 3 or speaks
