@@ -39,20 +39,11 @@ int bind_tcp(proto::ZmtpSocket& socket, const std::string& ip, int port) {
   }
 }
 
-proto::ZmtpSocket make_zmtp_router(const std::string& identity, const Logger& log,
-                                   const std::string& name) {
-  proto::ZmtpSocketOptions o;
-  o.type = proto::ZmtpSocketType::kRouter;
-  o.identity = identity;
-  o.linger = std::chrono::milliseconds(0);
-  o.on_problem = [log, name](std::string_view what) { log->warn("{}: {}", name, what); };
-  return proto::ZmtpSocket(std::move(o));
-}
-
 proto::ZmtpSocket make_zmtp_socket(proto::ZmtpSocketType type, const Logger& log,
-                                   const std::string& name) {
+                                   const std::string& name, const std::string& identity) {
   proto::ZmtpSocketOptions o;
   o.type = type;
+  o.identity = identity;
   o.linger = std::chrono::milliseconds(0);
   o.on_problem = [log, name](std::string_view what) { log->warn("{}: {}", name, what); };
   return proto::ZmtpSocket(std::move(o));

@@ -48,13 +48,10 @@ zmq::socket_t make_socket(zmq::context_t& context, zmq::socket_type type,
 // Throws std::runtime_error "cannot listen on tcp://IP:PORT: REASON".
 int bind_tcp(zmq::socket_t& socket, const std::string& ip, int port);
 int bind_tcp(proto::ZmtpSocket& socket, const std::string& ip, int port);
-// A ROUTER that speaks ZMTP itself (proto/zmtp_socket.hpp), announcing `identity`; its
-// connection problems go to `log`.
-proto::ZmtpSocket make_zmtp_router(const std::string& identity, const Logger& log,
-                                   const std::string& name);
-// The same for another socket type (PUB, SUB), with no identity.
+// A socket that speaks ZMTP itself (proto/zmtp_socket.hpp), announcing `identity` (ROUTER);
+// its connection problems go to `log`, prefixed with `name`.
 proto::ZmtpSocket make_zmtp_socket(proto::ZmtpSocketType type, const Logger& log,
-                                   const std::string& name);
+                                   const std::string& name, const std::string& identity = {});
 
 inline zmq::message_t frame(std::string_view text) {
   return zmq::message_t(text.data(), text.size());

@@ -152,16 +152,18 @@ void Controller::start() {
       bind_tcp(hub.registration, ip,
                port_for(old_client ? std::optional(old_client->registration) : std::nullopt));
 
-  QueueSockets control{make_zmtp_router("control_in", log, "control, client side"),
-                       make_zmtp_router("control_out", log, "control, engine side"),
-                       sub_to_notifications(), pub_to_monitor()};
-  QueueSockets mux{make_zmtp_router("mux_in", log, "mux, client side"),
-                   make_zmtp_router("mux_out", log, "mux, engine side"), sub_to_notifications(),
+  auto zmtp_router = [&log](const std::string& name, const std::string& identity) {
+    return make_zmtp_socket(proto::ZmtpSocketType::kRouter, log, name, identity);
+  };
+  QueueSockets control{zmtp_router("control, client side", "control_in"),
+                       zmtp_router("control, engine side", "control_out"), sub_to_notifications(),
+                       pub_to_monitor()};
+  QueueSockets mux{zmtp_router("mux, client side", "mux_in"),
+                   zmtp_router("mux, engine side", "mux_out"), sub_to_notifications(),
                    pub_to_monitor()};
-  TaskSockets task{make_zmtp_router("task_in", log, "task, client side"),
-                   make_zmtp_router("task_out", log, "task, engine side"),
-                   make_socket(ctx, socket_type::router, "task_in"), sub_to_notifications(),
-                   pub_to_monitor()};
+  TaskSockets task{
+      zmtp_router("task, client side", "task_in"), zmtp_router("task, engine side", "task_out"),
+      make_socket(ctx, socket_type::router, "task_in"), sub_to_notifications(), pub_to_monitor()};
   IopubSockets iopub{make_zmtp_socket(proto::ZmtpSocketType::kSub, log, "iopub, engine side"),
                      make_zmtp_socket(proto::ZmtpSocketType::kPub, log, "iopub, client side"),
                      pub_to_monitor()};

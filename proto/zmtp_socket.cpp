@@ -135,53 +135,32 @@ struct Endpoint {
   std::string port;
 };
 
-Endpoint parse_endpoint(std::string_view endpoint) {
+// "tcp://host:port". To connect: a host name or an IPv4 address, and a port. To bind
+// (`binding`): also "*" for every interface, and port "*" or 0 for one the OS picks.
+Endpoint parse_endpoint(std::string_view endpoint, bool binding) {
   constexpr std::string_view kScheme = "tcp://";
-  if (!endpoint.starts_with(kScheme)) {
-    throw std::invalid_argument("ZMTP socket: only tcp:// endpoints are supported, not '" +
-                                std::string(endpoint) + "'");
-  }
-  const std::string_view rest = endpoint.substr(kScheme.size());
-  const auto colon = rest.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
-    throw std::invalid_argument("ZMTP socket: endpoint '" + std::string(endpoint) +
-                                "' is not tcp://host:port");
-  }
-  const std::string_view host = rest.substr(0, colon);
-  const std::string_view port = rest.substr(colon + 1);
-  int number = 0;
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
-  if (ec != std::errc() || end != port.data() + port.size() || number <= 0 || number > 65535) {
-    throw std::invalid_argument("ZMTP socket: endpoint '" + std::string(endpoint) +
-                                "' has no valid port");
-  }
-  if (host == "*" || host.front() == '[') {
-    throw std::invalid_argument("ZMTP socket: cannot connect to '" + std::string(endpoint) +
-                                "' (a host name or an IPv4 address is needed)");
-  }
-  return {std::string(host), std::string(port)};
-}
-
-// "tcp://ip:port" to listen on; "*" for every interface, port "*" or "0" for one the OS picks.
-Endpoint parse_bind_endpoint(std::string_view endpoint) {
-  constexpr std::string_view kScheme = "tcp://";
+  const std::string what =
+      std::string(binding ? "cannot bind '" : "cannot connect to '") + std::string(endpoint) + "'";
   const std::string_view rest =
       endpoint.starts_with(kScheme) ? endpoint.substr(kScheme.size()) : std::string_view();
   const auto colon = rest.rfind(':');
-  if (rest.empty() || colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size() ||
-      rest.front() == '[') {
-    throw std::invalid_argument("ZMTP socket: cannot bind '" + std::string(endpoint) +
-                                "': tcp://ip:port (ip or *, port or *) is needed");
+  if (rest.empty() || colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
+    throw std::invalid_argument("ZMTP socket: " + what + ": tcp://host:port is needed");
+  }
+  const std::string_view host = rest.substr(0, colon);
+  if (host.front() == '[' || (host == "*" && !binding)) {
+    throw std::invalid_argument("ZMTP socket: " + what +
+                                ": a host name or an IPv4 address is needed");
   }
   std::string port(rest.substr(colon + 1));
-  if (port == "*") port = "0";
+  if (binding && port == "*") port = "0";
   int number = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
-  if (ec != std::errc() || end != port.data() + port.size() || number < 0 || number > 65535) {
-    throw std::invalid_argument("ZMTP socket: endpoint '" + std::string(endpoint) +
-                                "' has no valid port");
+  if (ec != std::errc() || end != port.data() + port.size() || number < (binding ? 0 : 1) ||
+      number > 65535) {
+    throw std::invalid_argument("ZMTP socket: " + what + ": no valid port");
   }
-  return {std::string(rest.substr(0, colon)), port};
+  return {std::string(host), port};
 }
 
 // One frame waiting to be written: its ZMTP header and its body. Raw frames (the greeting,
@@ -456,7 +435,7 @@ struct ZmtpSocket::Impl {
   // --- listening -------------------------------------------------------------------------
 
   int bind(std::string_view endpoint) {
-    const auto parsed = parse_bind_endpoint(endpoint);
+    const auto parsed = parse_endpoint(endpoint, true);
     addrinfo hints{};
     hints.ai_family = AF_INET;
     hints.ai_socktype = SOCK_STREAM;
@@ -959,7 +938,7 @@ ZmtpSocket& ZmtpSocket::operator=(ZmtpSocket&&) noexcept = default;
 
 void ZmtpSocket::connect(std::string_view endpoint) {
   auto c = std::make_unique<Impl::Connection>();
-  c->where = parse_endpoint(endpoint);
+  c->where = parse_endpoint(endpoint, false);
   c->endpoint = std::string(endpoint);
   Impl::Connection& ref = *c;
   impl_->connections.push_back(std::move(c));
