@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdexcept>
 #include <sys/eventfd.h>
@@ -262,15 +263,20 @@ void Controller::start() {
   // --reuse restart at once, and a lost report left such an engine unregistered.
   (void)hub.monitor.get(zmq::sockopt::events);
 
-  threads_.emplace_back(run_hub, std::move(hub), std::move(hub_options), std::move(store), session,
-                        log);
-  threads_.emplace_back(run_heartbeat, std::move(heart), heart_options, session, log);
-  threads_.emplace_back(run_queue, std::move(mux), QueueNames{"mux", "in", "out"}, session, log);
-  threads_.emplace_back(run_queue, std::move(control),
-                        QueueNames{"control", "incontrol", "outcontrol"}, session, log);
-  threads_.emplace_back(run_iopub, std::move(iopub), session, log);
-  threads_.emplace_back(run_task_scheduler, std::move(task), task_options, session, log);
-  threads_.emplace_back(run_broadcast_scheduler, std::move(broadcast), session, log);
+  // Each thread is named (ps -L, top -H, perf, gdb): "ipcpp-" and its part.
+  auto spawn = [this](const char* name, auto&&... args) {
+    auto& t = threads_.emplace_back(std::forward<decltype(args)>(args)...);
+    pthread_setname_np(t.native_handle(), name);
+  };
+  spawn("ipcpp-hub", run_hub, std::move(hub), std::move(hub_options), std::move(store), session,
+        log);
+  spawn("ipcpp-heartbeat", run_heartbeat, std::move(heart), heart_options, session, log);
+  spawn("ipcpp-mux", run_queue, std::move(mux), QueueNames{"mux", "in", "out"}, session, log);
+  spawn("ipcpp-control", run_queue, std::move(control),
+        QueueNames{"control", "incontrol", "outcontrol"}, session, log);
+  spawn("ipcpp-iopub", run_iopub, std::move(iopub), session, log);
+  spawn("ipcpp-task", run_task_scheduler, std::move(task), task_options, session, log);
+  spawn("ipcpp-broadcast", run_broadcast_scheduler, std::move(broadcast), session, log);
   running_ = true;
   log->info("controller listening on {} (registration port {}), scheme {}, hwm {}, store {}",
             interface, registration, options_.scheme, options_.hwm, options_.store.kind);
