@@ -230,15 +230,25 @@ class Hub {
                                {s_.registration.handle(), 0, ZMQ_POLLIN, 0},
                                {s_.resubmit.handle(), 0, ZMQ_POLLIN, 0}};
     auto next_housekeeping = SteadyClock::now();
+    // The copies on the monitor are taken in batches: once it has been read empty, it is left
+    // alone for kMonitorRest. Under load the hub then wakes about a thousand times a second
+    // instead of once or more per task, and the threads that publish the copies are not
+    // preempted to wake it each time. Nothing waits on it: a query reads the monitor empty
+    // before it is answered, and a lone copy on a quiet controller wakes the hub at once.
+    constexpr auto kMonitorRest = std::chrono::milliseconds(1);
+    auto monitor_rests_until = SteadyClock::time_point{};
     try {
       while (true) {
-        zmq::poll(items, 3, std::chrono::milliseconds(100));
+        const bool resting = SteadyClock::now() < monitor_rests_until;
+        items[0].events = resting ? 0 : ZMQ_POLLIN;
+        zmq::poll(items, 3, resting ? kMonitorRest : std::chrono::milliseconds(100));
         if ((items[0].revents & ZMQ_POLLIN) != 0) {
-          for (int i = 0; i < 1024; ++i) {
+          for (int i = 0; i < 4096; ++i) {
             auto frames = proto::recv_frames(s_.monitor, zmq::recv_flags::dontwait);
             if (frames.empty()) break;
             on_monitor(std::move(frames));
           }
+          monitor_rests_until = SteadyClock::now() + kMonitorRest;
         }
         if ((items[1].revents & ZMQ_POLLIN) != 0) {
           for (int i = 0; i < 256; ++i) {
