@@ -232,6 +232,9 @@ struct ZmtpSocket::Impl {
     std::deque<OutFrame> out;
     std::size_t out_offset = 0;  // bytes of out.front() already written
     std::size_t queued_messages = 0;
+    // Queued while a write batch is open and not written yet (see hold()).
+    bool held = false;
+    std::size_t held_bytes = 0;
   };
 
   ZmtpSocketOptions options;
@@ -250,6 +253,10 @@ struct ZmtpSocket::Impl {
   std::uint32_t next_routing_id = 0;
   std::uint64_t handshakes = 0;
   std::size_t open = 0;
+  // Write batches open (begin_batch() without end_batch()), and the connections holding
+  // messages for the batch's end.
+  int batch_depth = 0;
+  std::vector<Connection*> held;
 
   explicit Impl(ZmtpSocketOptions o) : options(std::move(o)) {
     epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -429,6 +436,7 @@ struct ZmtpSocket::Impl {
   // Drops accepted connections that ended. Never while an epoll batch is being handled:
   // a later event of the batch may point to one.
   void remove_closed() {
+    std::erase_if(held, [](const Connection* c) { return c->state == State::kClosed; });
     std::erase_if(connections, [](const auto& c) { return c->state == State::kClosed; });
   }
 
@@ -521,7 +529,7 @@ struct ZmtpSocket::Impl {
 
   void update_events(Connection& c) {
     if (c.fd < 0 || c.state == State::kConnecting) return;
-    set_events(c, EPOLLIN | (can_write_front(c) ? EPOLLOUT : 0u));
+    set_events(c, EPOLLIN | (can_write_front(c) && !c.held ? EPOLLOUT : 0u));
   }
 
   // --- writing ---------------------------------------------------------------------------
@@ -571,16 +579,52 @@ struct ZmtpSocket::Impl {
     return true;
   }
 
+  // Bytes a connection holds for a batch's end before it is written anyway: a batch of many
+  // small messages goes out in one sendmsg, a large message is not held back.
+  static constexpr std::size_t kHoldLimit = 64 * 1024;
+
   void enqueue(Connection& c, std::vector<zmq::message_t>&& frames, std::size_t first) {
     for (std::size_t i = first; i < frames.size(); ++i) {
+      c.held_bytes += frames[i].size();
       c.out.push_back(data_frame(std::move(frames[i]), i + 1 < frames.size()));
     }
     ++c.queued_messages;
   }
 
   void write_and_watch(Connection& c) {
+    c.held_bytes = 0;
     if (c.fd < 0 || c.state == State::kConnecting) return;
     if (write_some(c)) update_events(c);
+  }
+
+  // After a message was queued: written now, or at the batch's end while one is open.
+  void write_or_hold(Connection& c) {
+    if (batch_depth > 0 && c.held_bytes < kHoldLimit && c.state == State::kOpen) {
+      if (!c.held) {
+        c.held = true;
+        held.push_back(&c);
+      }
+      return;
+    }
+    if (c.held) {
+      c.held = false;
+      std::erase(held, &c);
+    }
+    write_and_watch(c);
+  }
+
+  void end_batch() {
+    if (batch_depth == 0 || --batch_depth > 0) return;
+    write_held();
+  }
+
+  void write_held() {
+    std::vector<Connection*> ready;
+    ready.swap(held);
+    for (Connection* c : ready) {
+      c->held = false;
+      write_and_watch(*c);
+    }
   }
 
   bool send(std::vector<zmq::message_t>&& frames) {
@@ -595,7 +639,7 @@ struct ZmtpSocket::Impl {
         if (it == routes.end()) return false;
         Connection& c = *it->second;
         enqueue(c, std::move(frames), 1);
-        write_and_watch(c);
+        write_or_hold(c);
         return true;
       }
       case ZmtpSocketType::kDealer: {
@@ -615,7 +659,7 @@ struct ZmtpSocket::Impl {
         }
         if (target == nullptr) return false;
         enqueue(*target, std::move(frames), 0);
-        write_and_watch(*target);
+        write_or_hold(*target);
         return true;
       }
       case ZmtpSocketType::kPub: {
@@ -632,10 +676,10 @@ struct ZmtpSocket::Impl {
           for (std::size_t i = 0; i < frames.size(); ++i)
             copy[i].copy(frames[i]);
           enqueue(*targets[t], std::move(copy), 0);
-          write_and_watch(*targets[t]);
+          write_or_hold(*targets[t]);
         }
         enqueue(*targets.back(), std::move(frames), 0);
-        write_and_watch(*targets.back());
+        write_or_hold(*targets.back());
         return true;
       }
     }
@@ -659,6 +703,8 @@ struct ZmtpSocket::Impl {
           c.reading_large = false;
           if (!frame_done(c, std::move(c.large), c.large_more)) return false;
           // Bytes after the frame may follow in the buffer's next read.
+        } else if (static_cast<std::size_t>(n) < want) {
+          return true;  // drained for now (see below)
         }
         continue;
       }
@@ -669,11 +715,16 @@ struct ZmtpSocket::Impl {
         c.in_begin = 0;
       }
       if (c.in_end == c.in.size()) c.in.resize(c.in.size() * 2);  // a long command
-      const ssize_t n = ::recv(c.fd, c.in.data() + c.in_end, c.in.size() - c.in_end, MSG_DONTWAIT);
+      const std::size_t room = c.in.size() - c.in_end;
+      const ssize_t n = ::recv(c.fd, c.in.data() + c.in_end, room, MSG_DONTWAIT);
       if (n <= 0) return read_failed(c, n);
       c.in_end += static_cast<std::size_t>(n);
       budget -= std::min(budget, static_cast<std::size_t>(n));
       if (!decode(c)) return false;
+      // A short read took everything the kernel had: another recv would only say EAGAIN (one
+      // wasted system call per wake-up). The descriptor is level-triggered in the epoll set,
+      // so bytes that arrive later make it readable again.
+      if (static_cast<std::size_t>(n) < room) return true;
     }
     return true;
   }
@@ -899,7 +950,7 @@ struct ZmtpSocket::Impl {
       if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) {
         if (!read_some(c)) continue;
       }
-      if ((ev & EPOLLOUT) != 0 || can_write_front(c)) {
+      if ((ev & EPOLLOUT) != 0 || (can_write_front(c) && !c.held)) {
         if (!write_some(c)) continue;
       }
       update_events(c);
@@ -914,6 +965,7 @@ struct ZmtpSocket::Impl {
 
   bool flush(std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
+    write_held();  // a flush writes what a batch still holds too
     for (;;) {
       process();
       if (all_written()) return true;
@@ -980,6 +1032,14 @@ std::vector<zmq::message_t> ZmtpSocket::receive() {
 
 bool ZmtpSocket::send(std::vector<zmq::message_t>&& frames) {
   return impl_->send(std::move(frames));
+}
+
+void ZmtpSocket::begin_batch() {
+  ++impl_->batch_depth;
+}
+
+void ZmtpSocket::end_batch() {
+  impl_->end_batch();
 }
 
 bool ZmtpSocket::flush(std::chrono::milliseconds timeout) {

@@ -106,6 +106,16 @@ class ZmtpSocket {
   // SUB: throws std::logic_error.
   bool send(std::vector<zmq::message_t>&& frames);
 
+  // Write batches. Between begin_batch() and the matching end_batch(), send() only queues
+  // what it is given (a connection holding 64 KiB or more is written at once all the same);
+  // end_batch() writes what was held, each connection's messages in as few sendmsg calls as
+  // the kernel takes. A thread that handles a burst of input opens a batch around it, so the
+  // messages it sends in reply leave in one write per peer rather than one each, and the
+  // peer wakes once for all of them. Batches nest (the outermost end writes). Never block
+  // (poll) with a batch open: what it holds would wait. WriteBatch does both ends.
+  void begin_batch();
+  void end_batch();
+
   // Writes until nothing is queued for any connected peer or `timeout` passes; true when
   // everything was written.
   bool flush(std::chrono::milliseconds timeout);
@@ -126,6 +136,18 @@ class ZmtpSocket {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// A write batch of `socket` (ZmtpSocket::begin_batch) for the guard's lifetime.
+class WriteBatch {
+ public:
+  explicit WriteBatch(ZmtpSocket& socket) : socket_(socket) { socket_.begin_batch(); }
+  ~WriteBatch() { socket_.end_batch(); }
+  WriteBatch(const WriteBatch&) = delete;
+  WriteBatch& operator=(const WriteBatch&) = delete;
+
+ private:
+  ZmtpSocket& socket_;
 };
 
 // The same calls as for a zmq::socket_t (proto/wire.hpp), so code can hold either.

@@ -1415,3 +1415,142 @@ TEST_CASE("zmtp socket: a 3 MB frame goes each way through a bound ROUTER and a 
   REQUIRE(ours.send(to_frames({"client-big", down})));
   CHECK(mismatch(next_theirs(ours, dealer), {down}) == "");
 }
+
+// ---- Write batches ---------------------------------------------------------------------
+
+namespace {
+
+// Everything libzmq socket `peer` has received so far, as "a|b" per message.
+std::vector<std::string> drain_theirs(zmq::socket_t& peer) {
+  std::vector<std::string> got;
+  for (Frames m = ipcpp::proto::recv_frames(peer, zmq::recv_flags::dontwait); !m.empty();
+       m = ipcpp::proto::recv_frames(peer, zmq::recv_flags::dontwait))
+    got.push_back(joined(m));
+  return got;
+}
+
+// A DEALER "dealer-1" connected to a libzmq ROUTER, handshake done.
+struct BatchPair {
+  zmq::context_t ctx;
+  Bound hub = bind_peer(ctx, zmq::socket_type::router);
+  ZmtpSocket ours{options(ZmtpSocketType::kDealer, "dealer-1")};
+  BatchPair() {
+    ours.connect(hub.endpoint);
+    REQUIRE(drive_until(ours, {&hub.socket}, [&] { return ours.connected_peers() == 1; }));
+  }
+  // What the ROUTER receives while `ours` is driven for `duration`.
+  std::vector<std::string> received_during(std::chrono::milliseconds duration) {
+    std::vector<std::string> got;
+    drive_until(
+        ours, {&hub.socket},
+        [&] {
+          for (auto& m : drain_theirs(hub.socket))
+            got.push_back(std::move(m));
+          return false;
+        },
+        duration);
+    return got;
+  }
+  // What the ROUTER receives until it has `count` messages (or kDeadline passes).
+  std::vector<std::string> receive(std::size_t count) {
+    std::vector<std::string> got;
+    drive_until(ours, {&hub.socket}, [&] {
+      for (auto& m : drain_theirs(hub.socket))
+        got.push_back(std::move(m));
+      return got.size() >= count;
+    });
+    return got;
+  }
+};
+
+std::vector<std::string> expected_numbered(int count) {
+  std::vector<std::string> want;
+  for (int i = 0; i < count; ++i)
+    want.push_back("dealer-1|" + numbered("m", i));
+  return want;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "zmtp socket: a write batch holds small messages until it ends, then all arrive in order") {
+  BatchPair pair;
+  {
+    ipcpp::proto::WriteBatch batch(pair.ours);
+    for (int i = 0; i < 100; ++i)
+      REQUIRE(pair.ours.send(msg({numbered("m", i)})));
+    CHECK(pair.ours.has_unsent());
+    // Driven meanwhile (reads, timers): the held messages still wait for the batch's end.
+    CHECK(pair.received_during(200ms).empty());
+  }
+  CHECK(pair.receive(100) == expected_numbered(100));
+  CHECK_FALSE(pair.ours.has_unsent());
+}
+
+TEST_CASE("zmtp socket: nested write batches write at the outermost end") {
+  BatchPair pair;
+  pair.ours.begin_batch();
+  pair.ours.begin_batch();
+  REQUIRE(pair.ours.send(msg({"m0"})));
+  pair.ours.end_batch();
+  CHECK(pair.received_during(200ms).empty());
+  pair.ours.end_batch();
+  CHECK(pair.receive(1) == expected_numbered(1));
+}
+
+TEST_CASE("zmtp socket: a batch writes a connection holding 64 KiB or more at once, in order") {
+  BatchPair pair;
+  const std::string big = pattern(100 * 1024, 5);
+  ipcpp::proto::WriteBatch batch(pair.ours);
+  REQUIRE(pair.ours.send(msg({"m0"})));
+  REQUIRE(pair.ours.send(to_frames({big})));
+  // Both arrive before the batch ends: the small one was written with the large one.
+  const auto got = pair.receive(2);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == "dealer-1|m0");
+  CHECK(got[1].size() == std::string("dealer-1|").size() + big.size());
+  CHECK(got[1].substr(std::string("dealer-1|").size()) == big);
+}
+
+TEST_CASE("zmtp socket: flush writes what an open batch holds") {
+  BatchPair pair;
+  ipcpp::proto::WriteBatch batch(pair.ours);
+  REQUIRE(pair.ours.send(msg({"m0"})));
+  CHECK(pair.ours.flush(kDeadline));
+  CHECK(pair.receive(1) == expected_numbered(1));
+  // Held again after the flush, until the batch ends.
+  REQUIRE(pair.ours.send(msg({"m1"})));
+  CHECK(pair.received_during(100ms).empty());
+}
+
+TEST_CASE("zmtp socket: a ROUTER's batch holds messages for several peers and writes each") {
+  zmq::context_t ctx;
+  ZmtpSocket ours(options(ZmtpSocketType::kRouter, "router-1"));
+  const int port = ours.bind(kAnyPort);
+  REQUIRE(port > 0);
+  zmq::socket_t a = connect_peer(ctx, zmq::socket_type::dealer, port, routing_id("peer-a"));
+  zmq::socket_t b = connect_peer(ctx, zmq::socket_type::dealer, port, routing_id("peer-b"));
+  REQUIRE(ipcpp::proto::send_frames(a, to_frames({"hello"})));
+  REQUIRE(ipcpp::proto::send_frames(b, to_frames({"hello"})));
+  CHECK(joined(next_ours(ours, {&a, &b}), 1) == "hello");
+  CHECK(joined(next_ours(ours, {&a, &b}), 1) == "hello");
+  {
+    ipcpp::proto::WriteBatch batch(ours);
+    for (int i = 0; i < 10; ++i) {
+      REQUIRE(ours.send(msg({"peer-a", numbered("a", i)})));
+      REQUIRE(ours.send(msg({"peer-b", numbered("b", i)})));
+    }
+  }
+  for (auto [peer, prefix] : {std::pair{&a, "a"}, std::pair{&b, "b"}}) {
+    std::vector<std::string> got;
+    drive_until(ours, {peer}, [&] {
+      for (auto& m : drain_theirs(*peer))
+        got.push_back(std::move(m));
+      return got.size() >= 10;
+    });
+    std::vector<std::string> want;
+    for (int i = 0; i < 10; ++i)
+      want.push_back(numbered(prefix, i));
+    CHECK(got == want);
+  }
+}
