@@ -412,6 +412,9 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
         if (e.num() == EINTR) continue;
         throw;
       }
+      // Requests submitted in a burst (a map) leave in one write per socket at the turn's end.
+      const proto::WriteBatch batches[] = {proto::WriteBatch(s->mux), proto::WriteBatch(s->task),
+                                           proto::WriteBatch(s->control)};
       for (std::size_t i = 0; i < std::size(items) && running; ++i) {
         if ((items[i].revents & ZMQ_POLLIN) == 0 && (i == 0 || readers[i - 1]->waiting() == 0))
           continue;

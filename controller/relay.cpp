@@ -45,6 +45,9 @@ class Queue {
       // Messages already read (a batch left them) must not wait for the next wake-up.
       const bool waiting = s_.client.waiting() > 0 || s_.engine.waiting() > 0;
       zmq::poll(items, 3, std::chrono::milliseconds(waiting ? 0 : -1));
+      // What this turn sends leaves at its end, one write per peer (proto::WriteBatch).
+      proto::WriteBatch to_engines(s_.engine);
+      proto::WriteBatch to_clients(s_.client);
       if ((items[0].revents & ZMQ_POLLIN) != 0) drain_notifications(s_.notification, roster_);
       // A bounded batch from each side per turn keeps both directions moving. A readable
       // descriptor may also mean that queued output can be written or a peer connects.
@@ -170,34 +173,35 @@ void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log
                              {nullptr, s.engine.fd(), ZMQ_POLLIN, 0},
                              {nullptr, s.client.fd(), ZMQ_POLLIN, 0}};
   try {
-    for (std::uint64_t n = 0;; ++n) {
-      // Under a steady stream from the engines, clients still get accepted and written to.
-      if (n % 64 == 63) s.client.process();
-      auto frames = s.engine.receive();
-      if (frames.empty()) {
-        // Clients connecting, and output not yet written to them, are handled here too.
-        s.client.process();
-        zmq::poll(items, 3, std::chrono::milliseconds(-1));
-        continue;
+    while (true) {
+      {
+        // What one turn forwards leaves at its end, one write per client (proto::WriteBatch);
+        // a bounded turn, so that clients still get accepted and written to under a steady
+        // stream from the engines.
+        proto::WriteBatch to_clients(s.client);
+        for (int i = 0; i < 256; ++i) {
+          auto frames = s.engine.receive();
+          if (frames.empty()) break;
+          auto wire = session.authenticate(std::move(frames));
+          if (!wire) {
+            log->warn("iopub: dropped a message from an engine: {}", wire.error().reason);
+            continue;
+          }
+          // The hub records outputs; busy/idle statuses (two per request) are only forwarded.
+          const auto type = proto::peek_string(view(wire->header), "msg_type");
+          const bool status = type.found() && type.value == proto::msg_type::kStatus;
+          auto out = proto::join(std::move(wire.value()));
+          if (!status) {
+            // The hub's copy first: once a client has a reply, the hub knows of it (a query
+            // that follows at once finds the record).
+            proto::send_frames(s.monitor, monitor_copy("iopub", out));
+          }
+          s.client.send(std::move(out));
+        }
       }
-      auto wire = session.authenticate(std::move(frames));
-      if (!wire) {
-        log->warn("iopub: dropped a message from an engine: {}", wire.error().reason);
-        continue;
-      }
-      // The hub records outputs; busy/idle statuses (two per request) are only forwarded.
-      const auto type = proto::peek_string(view(wire->header), "msg_type");
-      const bool status = type.found() && type.value == proto::msg_type::kStatus;
-      auto out = proto::join(std::move(wire.value()));
-      if (status) {
-        s.client.send(std::move(out));
-        continue;
-      }
-      auto copy = monitor_copy("iopub", out);
-      // The hub's copy first: once a client has a reply, the hub knows of it (a query that
-      // follows at once finds the record).
-      proto::send_frames(s.monitor, std::move(copy));
-      s.client.send(std::move(out));
+      // Clients connecting, and output not yet written to them, are handled here too.
+      s.client.process();
+      if (s.engine.waiting() == 0) zmq::poll(items, 3, std::chrono::milliseconds(-1));
     }
   } catch (const zmq::error_t& e) {
     if (!is_shutdown(e)) log->critical("iopub forwarder stopped: {}", e.what());

@@ -165,6 +165,9 @@ class TaskScheduler {
       // Messages already read (a batch left them) must not wait for the next wake-up.
       const bool waiting = s_.engine.waiting() > 0 || s_.client.waiting() > 0;
       zmq::poll(items, 4, waiting ? std::chrono::milliseconds(0) : poll_timeout());
+      // What this turn sends leaves at its end, one write per peer (proto::WriteBatch).
+      proto::WriteBatch to_engines(s_.engine);
+      proto::WriteBatch to_clients(s_.client);
       expire_timeouts();
       process_finished();
       if ((items[0].revents & ZMQ_POLLIN) != 0) read_notifications();
