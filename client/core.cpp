@@ -446,7 +446,14 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
           }
         }
       }
-      cv.notify_all();
+      // Waiters whose wait can have ended by now: plain ones always, counting ones once
+      // enough requests have finished.
+      bool wake = false;
+      {
+        std::lock_guard lock(mu);
+        wake = plain_waiters_ > 0 || (!wake_points_.empty() && *wake_points_.begin() <= finished_);
+      }
+      if (wake) cv.notify_all();
     } catch (const std::exception& e) {
       // Nothing a peer sends gets here; a socket error does. Stop and say why.
       std::lock_guard lock(mu);
@@ -529,6 +536,7 @@ std::optional<proto::Message> ClientCore::decode(std::vector<zmq::message_t>&& f
 }
 
 void ClientCore::finish_locked(RequestState& state) {
+  ++finished_;
   if (state.done() && !state.counted_) {
     state.counted_ = true;
     if (outstanding_ > 0) --outstanding_;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -122,15 +123,47 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   // Waits on cv until pred() (called under mu) or the deadline; false on timeout. Returns
   // true at once when the I/O thread has stopped (callers check closed_ then).
+  // Such a waiter is woken at the end of every turn of the I/O thread.
   template <class Pred>
   bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline, Pred pred) {
     std::unique_lock lock(mu);
     auto full = [&] { return pred() || io_stopped_; };
+    ++plain_waiters_;
+    bool met = true;
     if (!deadline) {
       cv.wait(lock, full);
-      return true;
+    } else {
+      met = cv.wait_until(lock, *deadline, full);
     }
-    return cv.wait_until(lock, *deadline, full);
+    --plain_waiters_;
+    return met;
+  }
+
+  // The same for a predicate that can only become true once requests finish: needed()
+  // (under mu) says how many more must finish at least (a lower bound: 0 when it cannot
+  // tell). The I/O thread wakes such a waiter only once that many have finished, not at
+  // every turn: a thread waiting for a map of 20,000 tasks wakes a few times, not thousands.
+  template <class Pred, class Needed>
+  bool wait_until_finished(std::optional<std::chrono::steady_clock::time_point> deadline, Pred pred,
+                           Needed needed) {
+    std::unique_lock lock(mu);
+    for (;;) {
+      if (pred() || io_stopped_) return true;
+      const std::uint64_t at = finished_ + std::max<std::uint64_t>(1, needed());
+      const auto point = wake_points_.insert(at);
+      bool timed_out = false;
+      // Woken early (a plain waiter's turn, give_up, a spurious wake-up): sleep again without
+      // asking pred() and needed(), which may walk a long list.
+      while (!timed_out && finished_ < at && !io_stopped_) {
+        if (!deadline) {
+          cv.wait(lock);
+        } else {
+          timed_out = cv.wait_until(lock, *deadline) == std::cv_status::timeout;
+        }
+      }
+      wake_points_.erase(point);
+      if (timed_out) return pred() || io_stopped_;
+    }
   }
 
   // Number of registered engines (under mu).
@@ -204,6 +237,13 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   bool controller_gone_ = false;
   std::size_t outstanding_ = 0;
   std::string stop_reason_;
+  // Waiters: those woken at every turn of the I/O thread, and for the others the value of
+  // finished_ at which each wants waking (wait_until_finished).
+  std::size_t plain_waiters_ = 0;
+  std::multiset<std::uint64_t> wake_points_;
+  // Calls of finish_locked (a request replied, finished, or got its outputs): at least one per
+  // request that finishes.
+  std::uint64_t finished_ = 0;
 
   // Owned by the I/O thread.
   std::unordered_map<std::string, std::shared_ptr<RequestState>> pending_;  // by msg_id

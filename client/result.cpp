@@ -132,7 +132,14 @@ bool wait_set(const ResultSet& set, std::optional<SteadyClock::time_point> deadl
     }
   }
   std::size_t from = 0;
-  set.core->wait_until(deadline, [&] { return all_done_from_locked(set, from); });
+  // Requests still unfinished: as many must finish, at least, before the set is done.
+  auto unfinished = [&] {
+    return static_cast<std::uint64_t>(
+        std::count_if(set.requests.begin() + static_cast<std::ptrdiff_t>(from), set.requests.end(),
+                      [](const auto& r) { return !r->done(); }));
+  };
+  set.core->wait_until_finished(
+      deadline, [&] { return all_done_from_locked(set, from); }, unfinished);
   std::lock_guard lock(set.core->mu);
   return all_done_from_locked(set, from);
 }
