@@ -582,8 +582,12 @@ class TaskScheduler {
                parent && parent->contains("msg_id") && (*parent)["msg_id"].is_string()) {
       msg_id = (*parent)["msg_id"].get<std::string>();
     }
-    auto metadata = parse_json_frame(wire->metadata);
-    if (msg_id.empty() || !metadata) {
+    // Of the metadata, dependencies_met and status are all that is needed: read them without
+    // parsing when possible.
+    bool dependencies_met = true;
+    std::string status;
+    bool metadata_ok = read_reply_metadata(view(wire->metadata), dependencies_met, status);
+    if (msg_id.empty() || !metadata_ok) {
       log_->warn(
           "task: dropped a reply from '{}': its parent or metadata is not a JSON object "
           "with a msg_id",
@@ -606,8 +610,6 @@ class TaskScheduler {
     }
     Job& job = *it->second;
     job.engine.clear();
-    const bool dependencies_met = metadata->value("dependencies_met", true);
-    std::string status = metadata->value("status", "");
     if (status.empty()) {
       auto content = parse_json_frame(wire->content);
       status = content ? content->value("status", "ok") : "error";
@@ -646,6 +648,29 @@ class TaskScheduler {
     // follows at once finds the record).
     proto::send_frames(s_.monitor, std::move(copy));
     to_client(std::move(out));
+  }
+
+  // A reply's dependencies_met (default true) and status (default ""): false when the
+  // metadata is not a JSON object.
+  static bool read_reply_metadata(std::string_view text, bool& dependencies_met,
+                                  std::string& status) {
+    using Status = proto::Peeked::Status;
+    const auto met = proto::peek_raw(text, "dependencies_met");
+    const auto said = proto::peek_string(text, "status");
+    if ((met.status == Status::kAbsent ||
+         (met.found() && (met.value == "true" || met.value == "false"))) &&
+        said.status != Status::kUnknown) {
+      dependencies_met = met.status == Status::kAbsent || met.value == "true";
+      status = said.found() ? std::string(said.value) : std::string();
+      return true;
+    }
+    auto parsed = parse_json_frame(zmq::message_t(text.data(), text.size()));
+    if (!parsed) return false;
+    const auto met_it = parsed->find("dependencies_met");
+    dependencies_met = met_it == parsed->end() || !met_it->is_boolean() || met_it->get<bool>();
+    const auto it = parsed->find("status");
+    status = it != parsed->end() && it->is_string() ? it->get<std::string>() : std::string();
+    return true;
   }
 
   // A reply goes back the way its request came: a client's TCP connection, or the hub.

@@ -46,6 +46,11 @@ class Scanner {
     }
     return false;
   }
+  std::size_t position() const { return i_; }
+  std::string_view text(std::size_t from, std::size_t to) const {
+    return t_.substr(from, to - from);
+  }
+
   // Skips any value: a string, an object or array (nesting counted), a number or a literal.
   bool skip_value() {
     skip_space();
@@ -107,6 +112,25 @@ Peeked peek_string(std::string_view object, std::string_view key) {
       return {Peeked::Status::kFound, value};
     }
     if (!s.skip_value()) return unknown;
+    if (s.take(',')) continue;
+    if (s.take('}')) return {Peeked::Status::kAbsent, {}};
+    return unknown;
+  }
+}
+
+Peeked peek_raw(std::string_view object, std::string_view key) {
+  const Peeked unknown{Peeked::Status::kUnknown, {}};
+  Scanner s(object);
+  if (!s.take('{')) return unknown;
+  if (s.take('}')) return {Peeked::Status::kAbsent, {}};
+  for (;;) {
+    std::string_view name;
+    bool escaped = false;
+    if (!s.string(name, escaped) || escaped || !s.take(':')) return unknown;
+    s.skip_space();
+    const std::size_t start = s.position();
+    if (!s.skip_value()) return unknown;
+    if (name == key) return {Peeked::Status::kFound, s.text(start, s.position())};
     if (s.take(',')) continue;
     if (s.take('}')) return {Peeked::Status::kAbsent, {}};
     return unknown;

@@ -26,4 +26,9 @@ struct Peeked {
 
 Peeked peek_string(std::string_view object, std::string_view key);
 
+// The raw JSON text of the value of `key` at the object's top level, whatever its kind:
+// `true`, `12`, `null`, `[]`, `"ok"` (quotes and escapes kept), `{"a": 1}`. kFound with that
+// text, kAbsent, or kUnknown when the text is not an object as far as the scan can tell.
+Peeked peek_raw(std::string_view object, std::string_view key);
+
 }  // namespace ipcpp::proto

@@ -48,3 +48,24 @@ TEST_CASE("peek_string answers kUnknown when only a parse can tell") {
   CHECK(v.status == Status::kFound);
   CHECK(v.value == "m1");
 }
+
+TEST_CASE("peek_raw gives the raw text of a top-level value of any kind") {
+  using ipcpp::proto::peek_raw;
+  const std::string metadata =
+      R"({"started":"2026-11-21T10:00:00.000000Z", "dependencies_met": true, "n":-12,)"
+      R"( "none":null, "list":[1, {"a": "]"}], "obj":{"status":"inner"}, "esc":"a\"b",)"
+      R"( "status":"ok"})";
+  CHECK(peek_raw(metadata, "dependencies_met").value == "true");
+  CHECK(peek_raw(metadata, "dependencies_met").status == Status::kFound);
+  CHECK(peek_raw(metadata, "n").value == "-12");
+  CHECK(peek_raw(metadata, "none").value == "null");
+  CHECK(peek_raw(metadata, "list").value == R"([1, {"a": "]"}])");
+  CHECK(peek_raw(metadata, "obj").value == R"({"status":"inner"})");
+  CHECK(peek_raw(metadata, "esc").value == R"("a\"b")");
+  CHECK(peek_raw(metadata, "status").value == R"("ok")");
+  CHECK(peek_raw(metadata, "missing").status == Status::kAbsent);
+  CHECK(peek_raw("{}", "status").status == Status::kAbsent);
+  CHECK(peek_raw(R"({"status":)", "status").status == Status::kUnknown);
+  CHECK(peek_raw(R"({"a":[1, "status"})", "status").status == Status::kUnknown);
+  CHECK(peek_raw("[true]", "status").status == Status::kUnknown);
+}
