@@ -536,7 +536,10 @@ std::optional<proto::Message> ClientCore::decode(std::vector<zmq::message_t>&& f
 }
 
 void ClientCore::finish_locked(RequestState& state) {
-  ++finished_;
+  if (state.done() && !state.finish_counted_) {
+    state.finish_counted_ = true;
+    ++finished_;
+  }
   if (state.done() && !state.counted_) {
     state.counted_ = true;
     if (outstanding_ > 0) --outstanding_;

@@ -68,6 +68,7 @@ struct RequestState {
   nlohmann::json reply_content;               // hub and control replies
   std::vector<zmq::message_t> reply_buffers;  // hub replies
   bool counted_ = false;                      // taken off ClientCore's outstanding count
+  bool finish_counted_ = false;               // counted in ClientCore::finished_
 
   bool done() const { return replied && (!wants_output || meta.outputs_complete); }
 };
@@ -241,8 +242,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // finished_ at which each wants waking (wait_until_finished).
   std::size_t plain_waiters_ = 0;
   std::multiset<std::uint64_t> wake_points_;
-  // Calls of finish_locked (a request replied, finished, or got its outputs): at least one per
-  // request that finishes.
+  // Requests that became done() (counted once each, in finish_locked).
   std::uint64_t finished_ = 0;
 
   // Owned by the I/O thread.

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <future>
 #include <ipcpp/client.hpp>
 #include <numeric>
 #include <set>
@@ -295,6 +296,48 @@ TEST_CASE("client: the API is safe to use from several threads at once") {
     th.join();
   CHECK(wrong == 0);
   CHECK(rc.wait(kWait));
+}
+
+TEST_CASE("client: waits on maps end when they are done, beside other waits and timeouts") {
+  // A thread waiting on a set is woken only once enough requests have finished (not at every
+  // reply): it must still wake when its set is done, whatever else finishes meanwhile.
+  Cluster c(2);
+  Client& rc = *c.client;
+  std::vector<int> xs(300);
+  std::iota(xs.begin(), xs.end(), 0);
+  auto slow = rc[0].apply_async("sleep", 0.5);
+  CHECK_FALSE(slow.wait(Seconds(0)));  // a wait that times out at once says so
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        auto r = rc.load_balanced_view().map_async("echo", xs);
+        if (t == 0 && r.wait(Seconds(0))) ++wrong;  // not all 300 at once
+        if (r.get(kWait).as<std::vector<int>>() != xs) ++wrong;
+      } catch (const std::exception&) {
+        ++wrong;  // a wait that was never woken times out
+      }
+    });
+  }
+  // A single request waited on beside them, and one whose output follows its reply.
+  auto x = rc[1].execute("x = getpid()");
+  CHECK(x.wait_for_output(kWait));
+  CHECK(rc[1].apply_sync("echo", 7).to_plain_json() == 7);
+  for (auto& th : threads)
+    th.join();
+  CHECK(wrong == 0);
+  CHECK(slow.wait(kWait));
+  CHECK(rc.wait(kWait));
+  // Alone, with no deadline: nothing else finishes to wake the waiter by chance, and no
+  // timeout ends the wait for it.
+  auto alone = std::async(std::launch::async, [&] {
+    return rc.load_balanced_view().map_async("echo", xs).get().as<std::vector<int>>();
+  });
+  const bool woken = alone.wait_for(kWait) == std::future_status::ready;
+  CHECK(woken);
+  if (!woken) rc.close();  // ends the wait (it throws), so the test can end
+  if (woken) CHECK(alone.get() == xs);
 }
 
 TEST_CASE("client: load-balanced map, options, and waiting on several results") {
