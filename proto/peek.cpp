@@ -97,27 +97,6 @@ class Scanner {
 
 }  // namespace
 
-Peeked peek_string(std::string_view object, std::string_view key) {
-  const Peeked unknown{Peeked::Status::kUnknown, {}};
-  Scanner s(object);
-  if (!s.take('{')) return unknown;
-  if (s.take('}')) return {Peeked::Status::kAbsent, {}};
-  for (;;) {
-    std::string_view name;
-    bool escaped = false;
-    if (!s.string(name, escaped) || escaped || !s.take(':')) return unknown;
-    if (name == key) {
-      std::string_view value;
-      if (!s.at('"') || !s.string(value, escaped) || escaped) return unknown;
-      return {Peeked::Status::kFound, value};
-    }
-    if (!s.skip_value()) return unknown;
-    if (s.take(',')) continue;
-    if (s.take('}')) return {Peeked::Status::kAbsent, {}};
-    return unknown;
-  }
-}
-
 Peeked peek_raw(std::string_view object, std::string_view key) {
   const Peeked unknown{Peeked::Status::kUnknown, {}};
   Scanner s(object);
@@ -135,6 +114,17 @@ Peeked peek_raw(std::string_view object, std::string_view key) {
     if (s.take('}')) return {Peeked::Status::kAbsent, {}};
     return unknown;
   }
+}
+
+Peeked peek_string(std::string_view object, std::string_view key) {
+  const Peeked raw = peek_raw(object, key);
+  if (!raw.found()) return raw;
+  const std::string_view v = raw.value;
+  // A string without escapes: its characters are the value, as they stand in the text.
+  if (v.size() < 2 || v.front() != '"' || v.find('\\') != std::string_view::npos) {
+    return {Peeked::Status::kUnknown, {}};
+  }
+  return {Peeked::Status::kFound, v.substr(1, v.size() - 2)};
 }
 
 }  // namespace ipcpp::proto
