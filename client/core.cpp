@@ -11,6 +11,7 @@
 #include "proto/messages.hpp"
 #include "proto/payload.hpp"
 #include "proto/peek.hpp"
+#include "proto/poller.hpp"
 #include "proto/wire.hpp"
 #include "proto/zmtp_socket.hpp"
 
@@ -393,35 +394,33 @@ void ClientCore::io_loop_start(std::promise<void>& ready) {
   proto::ZmtpSocket* by_channel[] = {&s->query, &s->mux, &s->task, &s->control};
   proto::ZmtpSocket* readers[] = {&s->query,   &s->mux,   &s->task,
                                   &s->control, &s->iopub, &s->notification};
-  zmq::pollitem_t items[] = {
-      {s->pull.handle(), 0, ZMQ_POLLIN, 0},          {nullptr, s->query.fd(), ZMQ_POLLIN, 0},
-      {nullptr, s->mux.fd(), ZMQ_POLLIN, 0},         {nullptr, s->task.fd(), ZMQ_POLLIN, 0},
-      {nullptr, s->control.fd(), ZMQ_POLLIN, 0},     {nullptr, s->iopub.fd(), ZMQ_POLLIN, 0},
-      {nullptr, s->notification.fd(), ZMQ_POLLIN, 0}};
+  // One poll(2) per wait over the submissions' inproc socket and the six connections
+  // (proto/poller.hpp); entry 0 is the inproc socket, entry i > 0 is readers[i - 1].
+  proto::Poller poller;
+  poller.add(s->pull);
+  for (proto::ZmtpSocket* r : readers)
+    poller.add(r->fd());
+  constexpr std::size_t kEntries = 1 + std::size(readers);
   constexpr int kBatch = 256;  // messages taken from one socket before looking at the others
   bool running = true;
   while (running)
     try {
-      try {
-        // Messages already read (a batch left them) must not wait for the next wake-up.
-        const bool waiting =
-            std::any_of(std::begin(readers), std::end(readers),
-                        [](const proto::ZmtpSocket* r) { return r->waiting() > 0; });
-        zmq::poll(items, std::size(items), std::chrono::milliseconds(waiting ? 0 : -1));
-      } catch (const zmq::error_t& e) {
-        if (e.num() == EINTR) continue;
-        throw;
-      }
+      // Messages already read (a batch left them) must not wait for the next wake-up.
+      const bool waiting = std::any_of(std::begin(readers), std::end(readers),
+                                       [](const proto::ZmtpSocket* r) { return r->waiting() > 0; });
+      poller.wait(std::chrono::milliseconds(waiting ? 0 : -1));
       // Requests submitted in a burst (a map) leave in one write per socket at the turn's end.
       const proto::WriteBatch batches[] = {proto::WriteBatch(s->mux), proto::WriteBatch(s->task),
                                            proto::WriteBatch(s->control)};
-      for (std::size_t i = 0; i < std::size(items) && running; ++i) {
-        if ((items[i].revents & ZMQ_POLLIN) == 0 && (i == 0 || readers[i - 1]->waiting() == 0))
-          continue;
+      for (std::size_t i = 0; i < kEntries && running; ++i) {
+        if (!poller.readable(i) && (i == 0 || readers[i - 1]->waiting() == 0)) continue;
         for (int n = 0; n < kBatch; ++n) {
           auto frames = i == 0 ? proto::recv_frames(s->pull, zmq::recv_flags::dontwait)
                                : readers[i - 1]->receive();
-          if (frames.empty()) break;
+          if (frames.empty()) {
+            if (i == 0) poller.emptied(0);
+            break;
+          }
           if (i == 0) {
             const std::uint8_t command =
                 frames[0].size() >= 1 ? frames[0].data<std::uint8_t>()[0] : std::uint8_t{kSubmit};

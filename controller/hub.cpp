@@ -16,6 +16,7 @@
 #include "proto/clock.hpp"
 #include "proto/payload.hpp"
 #include "proto/peek.hpp"
+#include "proto/poller.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -226,9 +227,11 @@ class Hub {
 
   void run() {
     if (options_.restore_engines) restore_engines();
-    zmq::pollitem_t items[] = {{s_.monitor.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.registration.handle(), 0, ZMQ_POLLIN, 0},
-                               {s_.resubmit.handle(), 0, ZMQ_POLLIN, 0}};
+    // One poll(2) per wait (proto/poller.hpp).
+    proto::Poller poller;
+    const std::size_t monitor = poller.add(s_.monitor);
+    const std::size_t registration = poller.add(s_.registration);
+    const std::size_t resubmit = poller.add(s_.resubmit);
     auto next_housekeeping = SteadyClock::now();
     // The copies on the monitor are taken in batches: once it has been read empty, it is left
     // alone for kMonitorRest. Under load the hub then wakes about a thousand times a second
@@ -240,20 +243,26 @@ class Hub {
     try {
       while (true) {
         const bool resting = SteadyClock::now() < monitor_rests_until;
-        items[0].events = resting ? 0 : ZMQ_POLLIN;
-        zmq::poll(items, 3, resting ? kMonitorRest : std::chrono::milliseconds(100));
-        if ((items[0].revents & ZMQ_POLLIN) != 0) {
+        poller.set_enabled(monitor, !resting);
+        poller.wait(resting ? kMonitorRest : std::chrono::milliseconds(100));
+        if (poller.readable(monitor)) {
           for (int i = 0; i < 4096; ++i) {
             auto frames = proto::recv_frames(s_.monitor, zmq::recv_flags::dontwait);
-            if (frames.empty()) break;
+            if (frames.empty()) {
+              poller.emptied(monitor);
+              break;
+            }
             on_monitor(std::move(frames));
           }
           monitor_rests_until = SteadyClock::now() + kMonitorRest;
         }
-        if ((items[1].revents & ZMQ_POLLIN) != 0) {
+        if (poller.readable(registration)) {
           for (int i = 0; i < 256; ++i) {
             auto frames = proto::recv_frames(s_.registration, zmq::recv_flags::dontwait);
-            if (frames.empty()) break;
+            if (frames.empty()) {
+              poller.emptied(registration);  // its answers were sent before this recv
+              break;
+            }
             // Every copy queued before the query first: the relays queue a request's copy
             // before its reply leaves, so a client that asks about a reply it has finds it.
             for (;;) {
@@ -263,11 +272,13 @@ class Hub {
             }
             on_query(std::move(frames));
           }
+          poller.touched(resubmit);  // a resubmit query sends on it
         }
-        if ((items[2].revents & ZMQ_POLLIN) != 0) {
+        if (poller.readable(resubmit)) {
           // Replies to resubmitted tasks: the monitor's "outtask" copy is what counts.
           while (!proto::recv_frames(s_.resubmit, zmq::recv_flags::dontwait).empty()) {
           }
+          poller.emptied(resubmit);
         }
         if (SteadyClock::now() >= next_housekeeping) {
           housekeeping();

@@ -5,6 +5,7 @@
 
 #include "proto/messages.hpp"
 #include "proto/peek.hpp"
+#include "proto/poller.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -38,24 +39,29 @@ class Queue {
         log_(std::move(log)) {}
 
   void run() {
-    zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, s_.client.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, s_.engine.fd(), ZMQ_POLLIN, 0}};
+    // One poll(2) per wait (proto/poller.hpp).
+    proto::Poller poller;
+    const std::size_t notification = poller.add(s_.notification);
+    const std::size_t client = poller.add(s_.client.fd());
+    const std::size_t engine = poller.add(s_.engine.fd());
     while (true) {
       // Messages already read (a batch left them) must not wait for the next wake-up.
       const bool waiting = s_.client.waiting() > 0 || s_.engine.waiting() > 0;
-      zmq::poll(items, 3, std::chrono::milliseconds(waiting ? 0 : -1));
+      poller.wait(std::chrono::milliseconds(waiting ? 0 : -1));
       // What this turn sends leaves at its end, one write per peer (proto::WriteBatch).
       proto::WriteBatch to_engines(s_.engine);
       proto::WriteBatch to_clients(s_.client);
-      if ((items[0].revents & ZMQ_POLLIN) != 0) drain_notifications(s_.notification, roster_);
+      if (poller.readable(notification)) {
+        drain_notifications(s_.notification, roster_);
+        poller.emptied(notification);  // read until nothing was left
+      }
       // A bounded batch from each side per turn keeps both directions moving. A readable
       // descriptor may also mean that queued output can be written or a peer connects.
-      if ((items[2].revents & ZMQ_POLLIN) != 0 || s_.engine.waiting() > 0) {
+      if (poller.readable(engine) || s_.engine.waiting() > 0) {
         for (int i = 0; i < 64 && from_engine(); ++i) {
         }
       }
-      if ((items[1].revents & ZMQ_POLLIN) != 0 || s_.client.waiting() > 0) {
+      if (poller.readable(client) || s_.client.waiting() > 0) {
         for (int i = 0; i < 64 && from_client(); ++i) {
         }
       }
@@ -168,10 +174,12 @@ void run_queue(QueueSockets sockets, QueueNames names, proto::SessionOptions ses
 
 void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log) {
   proto::Session session(std::move(session_options));
-  // The monitor socket is in the poll only for the context's shutdown, which ends the loop.
-  zmq::pollitem_t items[] = {{s.monitor.handle(), 0, ZMQ_POLLIN, 0},
-                             {nullptr, s.engine.fd(), ZMQ_POLLIN, 0},
-                             {nullptr, s.client.fd(), ZMQ_POLLIN, 0}};
+  // One poll(2) per wait (proto/poller.hpp). The monitor socket is in it only for the
+  // context's shutdown, which ends the loop.
+  proto::Poller poller;
+  poller.add(s.monitor);
+  poller.add(s.engine.fd());
+  poller.add(s.client.fd());
   try {
     while (true) {
       {
@@ -201,7 +209,7 @@ void run_iopub(IopubSockets s, proto::SessionOptions session_options, Logger log
       }
       // Clients connecting, and output not yet written to them, are handled here too.
       s.client.process();
-      if (s.engine.waiting() == 0) zmq::poll(items, 3, std::chrono::milliseconds(-1));
+      if (s.engine.waiting() == 0) poller.wait(std::chrono::milliseconds(-1));
     }
   } catch (const zmq::error_t& e) {
     if (!is_shutdown(e)) log->critical("iopub forwarder stopped: {}", e.what());

@@ -15,6 +15,7 @@
 #include "controller/schemes.hpp"
 #include "proto/messages.hpp"
 #include "proto/peek.hpp"
+#include "proto/poller.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::controller {
@@ -157,23 +158,32 @@ class TaskScheduler {
         done_(options.dependency_history) {}
 
   void run() {
-    zmq::pollitem_t items[] = {{s_.notification.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, s_.engine.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, s_.client.fd(), ZMQ_POLLIN, 0},
-                               {s_.resubmit.handle(), 0, ZMQ_POLLIN, 0}};
+    // One poll(2) per wait (proto/poller.hpp).
+    proto::Poller poller;
+    const std::size_t notification = poller.add(s_.notification);
+    const std::size_t engine = poller.add(s_.engine.fd());
+    const std::size_t client = poller.add(s_.client.fd());
+    const std::size_t resubmit = poller.add(s_.resubmit);
     while (true) {
       // Messages already read (a batch left them) must not wait for the next wake-up.
       const bool waiting = s_.engine.waiting() > 0 || s_.client.waiting() > 0;
-      zmq::poll(items, 4, waiting ? std::chrono::milliseconds(0) : poll_timeout());
+      if (sent_on_resubmit_) {
+        poller.touched(resubmit);  // a send may have taken the signal of a message in
+        sent_on_resubmit_ = false;
+      }
+      poller.wait(waiting ? std::chrono::milliseconds(0) : poll_timeout());
       // What this turn sends leaves at its end, one write per peer (proto::WriteBatch).
       proto::WriteBatch to_engines(s_.engine);
       proto::WriteBatch to_clients(s_.client);
       expire_timeouts();
       process_finished();
-      if ((items[0].revents & ZMQ_POLLIN) != 0) read_notifications();
+      if (poller.readable(notification)) {
+        read_notifications();
+        poller.emptied(notification);  // read until nothing was left
+      }
       // A readable descriptor may also mean that queued output can be written or a peer
       // connects: receive() does that too.
-      if ((items[1].revents & ZMQ_POLLIN) != 0 || s_.engine.waiting() > 0) {
+      if (poller.readable(engine) || s_.engine.waiting() > 0) {
         for (int i = 0; i < 256; ++i) {
           auto frames = s_.engine.receive();
           if (frames.empty()) break;
@@ -181,10 +191,10 @@ class TaskScheduler {
           process_finished();
         }
       }
-      if ((items[2].revents & ZMQ_POLLIN) != 0 || s_.client.waiting() > 0 ||
-          (items[3].revents & ZMQ_POLLIN) != 0) {
+      if (poller.readable(client) || s_.client.waiting() > 0 || poller.readable(resubmit)) {
         // Notifications first, so that a task for a just-registered engine finds it.
         read_notifications();
+        poller.emptied(notification);
         for (int i = 0; i < 256; ++i) {
           auto frames = s_.client.receive();
           if (frames.empty()) break;
@@ -193,7 +203,10 @@ class TaskScheduler {
         }
         for (int i = 0; i < 256; ++i) {
           auto frames = proto::recv_frames(s_.resubmit, zmq::recv_flags::dontwait);
-          if (frames.empty()) break;
+          if (frames.empty()) {
+            poller.emptied(resubmit);
+            break;
+          }
           on_submission(std::move(frames));
           process_finished();
         }
@@ -677,6 +690,7 @@ class TaskScheduler {
   void to_client(std::vector<zmq::message_t>&& frames) {
     if (!frames.empty() && view(frames.front()) == kResubmitId) {
       proto::send_frames(s_.resubmit, std::move(frames));
+      sent_on_resubmit_ = true;
     } else {
       s_.client.send(std::move(frames));
     }
@@ -774,6 +788,7 @@ class TaskScheduler {
   proto::Session session_;
   Logger log_;
   EngineRoster roster_;
+  bool sent_on_resubmit_ = false;  // since the last wait: the Poller must look at resubmit
 
   std::unordered_map<std::string, std::unique_ptr<Engine>> engines_;
   std::unordered_map<std::string, std::int64_t> lost_ids_;

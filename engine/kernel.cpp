@@ -14,6 +14,7 @@
 #include "proto/messages.hpp"
 #include "proto/payload.hpp"
 #include "proto/peek.hpp"
+#include "proto/poller.hpp"
 #include "proto/wire.hpp"
 
 namespace ipcpp::engine {
@@ -180,26 +181,35 @@ Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_
 Kernel::~Kernel() = default;
 
 void Kernel::run() {
-  // shell's and iopub's descriptors are readable when their connections need attention:
-  // a request arrived, queued output can be written, a connection is to be made again.
-  std::array<zmq::pollitem_t, 3> items{
-      zmq::pollitem_t{sockets_.control.handle(), 0, ZMQ_POLLIN, 0},
-      zmq::pollitem_t{nullptr, sockets_.shell.fd(), ZMQ_POLLIN, 0},
-      zmq::pollitem_t{nullptr, sockets_.iopub.fd(), ZMQ_POLLIN, 0}};
+  // One poll(2) per wait (proto/poller.hpp) over the control thread's inproc socket and the
+  // shell's and iopub's descriptors, which are readable when their connections need
+  // attention: a request arrived, queued output can be written, a connection is to be made
+  // again.
+  proto::Poller poller;
+  const std::size_t control = poller.add(sockets_.control);
+  const std::size_t shell = poller.add(sockets_.shell.fd());
+  const std::size_t iopub = poller.add(sockets_.iopub.fd());
   try {
-    while (process_commands()) {
+    for (;;) {
       // The next request runs once the last one's reply and output are written: a long task
       // must not hold back a big reply that the kernel took only in part.
       const bool written = !sockets_.shell.has_unsent() && !sockets_.iopub.has_unsent();
-      if (!queue_.empty() && written) {
+      const bool runnable = !queue_.empty() && written;
+      // Before each request, a look at control without sleeping: an abort sent while the
+      // last one ran applies to the queued ones.
+      poller.wait(std::chrono::milliseconds(runnable ? 0 : -1));
+      if (poller.readable(control)) {
+        const bool go_on = process_commands();
+        poller.emptied(control);  // process_commands reads until nothing is left
+        if (!go_on) break;
+      }
+      if (poller.readable(shell)) receive_queued();
+      if (poller.readable(iopub)) sockets_.iopub.process();
+      if (!queue_.empty() && !sockets_.shell.has_unsent() && !sockets_.iopub.has_unsent()) {
         proto::Message next = std::move(queue_.front());
         queue_.pop_front();
         handle(std::move(next));
-        continue;
       }
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
-      if ((items[1].revents & ZMQ_POLLIN) != 0) receive_queued();
-      if ((items[2].revents & ZMQ_POLLIN) != 0) sockets_.iopub.process();
     }
     // The control thread need not force the exit any more.
     std::vector<zmq::message_t> stopped;

@@ -14,7 +14,7 @@
 //
 // Threading: like a zmq::socket_t, one ZmtpSocket belongs to one thread. It is polled through
 // one file descriptor (fd(), an epoll set of its connections and its reconnect timer) that
-// sits next to ZeroMQ sockets in a zmq::poll item list (zmq_pollitem_t.fd).
+// sits next to ZeroMQ sockets in a proto::Poller (proto/poller.hpp) or a zmq::poll list.
 #pragma once
 
 #include <chrono>
