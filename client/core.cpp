@@ -589,14 +589,20 @@ bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
   auto text = [](const zmq::message_t& f) {
     return std::string_view(static_cast<const char*>(f.data()), f.size());
   };
-  const auto type = proto::peek_string(text(wire.header), "msg_type");
+  static constexpr std::string_view kHeaderKeys[] = {"msg_type", "date"};
+  static constexpr std::string_view kMetadataKeys[] = {"engine", "started"};
+  std::array<proto::Peeked, 2> header;
+  proto::peek_strings(text(wire.header), kHeaderKeys, header);  // one scan for both
+  const proto::Peeked& type = header[0];
+  const proto::Peeked& date = header[1];
   if (!type.found() || type.value != mt::kApplyReply) return false;
   const auto status = proto::peek_string(text(wire.content), "status");
   if (!status.found() || status.value != "ok") return false;
   const auto parent = proto::peek_string(text(wire.parent_header), "msg_id");
-  const auto engine = proto::peek_string(text(wire.metadata), "engine");
-  const auto started = proto::peek_string(text(wire.metadata), "started");
-  const auto date = proto::peek_string(text(wire.header), "date");
+  std::array<proto::Peeked, 2> metadata;
+  proto::peek_strings(text(wire.metadata), kMetadataKeys, metadata);
+  const proto::Peeked& engine = metadata[0];
+  const proto::Peeked& started = metadata[1];
   if (!parent.found() || !engine.found() || engine.value.empty() || !date.found() ||
       started.status == proto::Peeked::Status::kUnknown) {
     return false;

@@ -1,6 +1,7 @@
 #include "controller/hub.hpp"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -123,8 +124,7 @@ SeenReply reply_of(proto::Message& m) {
 // An optional string field of a JSON object's text: its value, "" when the object has no such
 // key (as proto::Header reads a missing field), nullopt when only a parse can tell (a null or
 // other non-string, escapes, text that is not an object).
-std::optional<std::string_view> peek_optional(std::string_view object, std::string_view key) {
-  const proto::Peeked peeked = proto::peek_string(object, key);
+std::optional<std::string_view> optional_string(const proto::Peeked& peeked) {
   switch (peeked.status) {
     case proto::Peeked::Status::kFound:
       return peeked.value;
@@ -134,6 +134,10 @@ std::optional<std::string_view> peek_optional(std::string_view object, std::stri
       break;
   }
   return std::nullopt;
+}
+
+std::optional<std::string_view> peek_optional(std::string_view object, std::string_view key) {
+  return optional_string(proto::peek_string(object, key));
 }
 
 struct PeekedHeader {
@@ -146,14 +150,15 @@ struct PeekedHeader {
 // strings, username, session, date and version strings or absent. nullopt otherwise (also
 // for a null among the optional ones, which proto::Header accepts: rare, left to the parse).
 std::optional<PeekedHeader> peek_header(std::string_view text) {
-  const proto::Peeked msg_id = proto::peek_string(text, "msg_id");
-  if (!msg_id.found() || !proto::peek_string(text, "msg_type").found()) return std::nullopt;
-  const auto date = peek_optional(text, "date");
-  const auto session = peek_optional(text, "session");
-  if (!date || !session || !peek_optional(text, "username") || !peek_optional(text, "version")) {
-    return std::nullopt;
-  }
-  return PeekedHeader{msg_id.value, *date, *session};
+  static constexpr std::string_view kKeys[] = {"msg_id",  "msg_type", "date",
+                                               "session", "username", "version"};
+  std::array<proto::Peeked, std::size(kKeys)> f;
+  proto::peek_strings(text, kKeys, f);  // one scan for all six
+  if (!f[0].found() || !f[1].found()) return std::nullopt;
+  const auto date = optional_string(f[2]);
+  const auto session = optional_string(f[3]);
+  if (!date || !session || !optional_string(f[4]) || !optional_string(f[5])) return std::nullopt;
+  return PeekedHeader{f[0].value, *date, *session};
 }
 
 // True when the four dict frames are shaped like JSON objects, which Session::parse requires;
@@ -195,8 +200,11 @@ std::optional<SeenReply> peek_reply(proto::WireMessage& wire) {
   if (!header) return std::nullopt;
   // A parent without msg_id is no reply the hub records (a parse says so too: "").
   const auto parent_msg_id = peek_optional(view(wire.parent_header), "msg_id");
-  const proto::Peeked engine = proto::peek_string(view(wire.metadata), "engine");
-  const proto::Peeked started = proto::peek_string(view(wire.metadata), "started");
+  static constexpr std::string_view kMetadataKeys[] = {"engine", "started"};
+  std::array<proto::Peeked, 2> md;
+  proto::peek_strings(view(wire.metadata), kMetadataKeys, md);
+  const proto::Peeked& engine = md[0];
+  const proto::Peeked& started = md[1];
   // started is null in the controller's own EngineError replies: those are parsed.
   if (!parent_msg_id || engine.status == proto::Peeked::Status::kUnknown ||
       started.status == proto::Peeked::Status::kUnknown) {

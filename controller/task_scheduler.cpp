@@ -1,6 +1,7 @@
 #include "controller/task_scheduler.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <list>
@@ -668,8 +669,11 @@ class TaskScheduler {
   static bool read_reply_metadata(std::string_view text, bool& dependencies_met,
                                   std::string& status) {
     using Status = proto::Peeked::Status;
-    const auto met = proto::peek_raw(text, "dependencies_met");
-    const auto said = proto::peek_string(text, "status");
+    static constexpr std::string_view kKeys[] = {"dependencies_met", "status"};
+    std::array<proto::Peeked, 2> raw;
+    proto::peek_raw(text, kKeys, raw);  // one scan for both
+    const proto::Peeked& met = raw[0];
+    const proto::Peeked said = proto::as_string(raw[1]);
     if ((met.status == Status::kAbsent ||
          (met.found() && (met.value == "true" || met.value == "false"))) &&
         said.status != Status::kUnknown) {

@@ -97,27 +97,49 @@ class Scanner {
 
 }  // namespace
 
-Peeked peek_raw(std::string_view object, std::string_view key) {
-  const Peeked unknown{Peeked::Status::kUnknown, {}};
+void peek_raw(std::string_view object, std::span<const std::string_view> keys,
+              std::span<Peeked> out) {
+  // Until the scan says otherwise, every key is unknown; a key found stays found even when
+  // the text turns out malformed after it, as a scan for that key alone would have stopped
+  // there.
+  for (std::size_t k = 0; k < keys.size(); ++k)
+    out[k] = Peeked{Peeked::Status::kUnknown, {}};
+  std::size_t left = keys.size();
+  const auto absent_rest = [&] {
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      if (out[k].status == Peeked::Status::kUnknown) out[k].status = Peeked::Status::kAbsent;
+    }
+  };
   Scanner s(object);
-  if (!s.take('{')) return unknown;
-  if (s.take('}')) return {Peeked::Status::kAbsent, {}};
-  for (;;) {
+  if (!s.take('{')) return;
+  if (s.take('}')) return absent_rest();
+  while (left > 0) {
     std::string_view name;
     bool escaped = false;
-    if (!s.string(name, escaped) || escaped || !s.take(':')) return unknown;
+    if (!s.string(name, escaped) || escaped || !s.take(':')) return;
     s.skip_space();
     const std::size_t start = s.position();
-    if (!s.skip_value()) return unknown;
-    if (name == key) return {Peeked::Status::kFound, s.text(start, s.position())};
-    if (s.take(',')) continue;
-    if (s.take('}')) return {Peeked::Status::kAbsent, {}};
-    return unknown;
+    if (!s.skip_value()) return;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      if (out[k].status == Peeked::Status::kUnknown && name == keys[k]) {
+        out[k] = Peeked{Peeked::Status::kFound, s.text(start, s.position())};
+        --left;
+        break;
+      }
+    }
+    if (left == 0 || s.take(',')) continue;
+    if (s.take('}')) return absent_rest();
+    return;
   }
 }
 
-Peeked peek_string(std::string_view object, std::string_view key) {
-  const Peeked raw = peek_raw(object, key);
+Peeked peek_raw(std::string_view object, std::string_view key) {
+  Peeked out;
+  peek_raw(object, std::span<const std::string_view>(&key, 1), std::span<Peeked>(&out, 1));
+  return out;
+}
+
+Peeked as_string(const Peeked& raw) {
   if (!raw.found()) return raw;
   const std::string_view v = raw.value;
   // A string without escapes: its characters are the value, as they stand in the text.
@@ -125,6 +147,17 @@ Peeked peek_string(std::string_view object, std::string_view key) {
     return {Peeked::Status::kUnknown, {}};
   }
   return {Peeked::Status::kFound, v.substr(1, v.size() - 2)};
+}
+
+void peek_strings(std::string_view object, std::span<const std::string_view> keys,
+                  std::span<Peeked> out) {
+  peek_raw(object, keys, out);
+  for (std::size_t k = 0; k < keys.size(); ++k)
+    out[k] = as_string(out[k]);
+}
+
+Peeked peek_string(std::string_view object, std::string_view key) {
+  return as_string(peek_raw(object, key));
 }
 
 }  // namespace ipcpp::proto

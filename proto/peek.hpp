@@ -7,6 +7,7 @@
 // Only the object's top level is searched; nested objects and arrays are skipped whole.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 namespace ipcpp::proto {
@@ -30,5 +31,16 @@ Peeked peek_string(std::string_view object, std::string_view key);
 // `true`, `12`, `null`, `[]`, `"ok"` (quotes and escapes kept), `{"a": 1}`. kFound with that
 // text, kAbsent, or kUnknown when the text is not an object as far as the scan can tell.
 Peeked peek_raw(std::string_view object, std::string_view key);
+
+// A value that peek_raw found, read as peek_string reads it: kFound with the characters of a
+// string without escapes, kUnknown for any other value; kAbsent and kUnknown pass through.
+Peeked as_string(const Peeked& raw);
+
+// Several keys in one scan of the object: out[i] is what peek_string(object, keys[i]) (or
+// peek_raw) answers. `out` has at least keys.size() elements.
+void peek_strings(std::string_view object, std::span<const std::string_view> keys,
+                  std::span<Peeked> out);
+void peek_raw(std::string_view object, std::span<const std::string_view> keys,
+              std::span<Peeked> out);
 
 }  // namespace ipcpp::proto

@@ -1,4 +1,5 @@
 // proto/peek.hpp: one string field of a JSON object, read without parsing the object.
+#include <array>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -68,4 +69,39 @@ TEST_CASE("peek_raw gives the raw text of a top-level value of any kind") {
   CHECK(peek_raw(R"({"status":)", "status").status == Status::kUnknown);
   CHECK(peek_raw(R"({"a":[1, "status"})", "status").status == Status::kUnknown);
   CHECK(peek_raw("[true]", "status").status == Status::kUnknown);
+}
+
+TEST_CASE("peek_strings answers for several keys in one scan what peek_string answers for each") {
+  using ipcpp::proto::peek_strings;
+  using ipcpp::proto::Peeked;
+  const std::string_view keys[] = {"msg_id", "msg_type", "date", "missing", "n", "esc", "obj"};
+  const std::string texts[] = {
+      R"({"msg_type":"apply_request","n":3,"msg_id":"a_1","obj":{"msg_id":"inner"},)"
+      R"("date":"2026-11-22T03:00:00Z","esc":"x\"y"})",
+      R"({})",
+      R"({"msg_id":"first","msg_id":"second","date":"d"})",  // the first wins, as for one key
+      R"({"msg_id":"a","date":"d" "msg_type":"t"})",         // malformed after msg_id and date
+      R"([1, 2])",
+      R"({"msg_id":"a","obj":{"unclosed":[})",
+  };
+  for (const std::string& text : texts) {
+    CAPTURE(text);
+    std::array<Peeked, std::size(keys)> many;
+    peek_strings(text, keys, many);
+    for (std::size_t k = 0; k < std::size(keys); ++k) {
+      CAPTURE(keys[k]);
+      const Peeked one = peek_string(text, keys[k]);
+      CHECK(many[k].status == one.status);
+      CHECK(many[k].value == one.value);
+    }
+  }
+  std::array<Peeked, std::size(keys)> many;
+  peek_strings(texts[0], keys, many);
+  CHECK(many[0].value == "a_1");
+  CHECK(many[1].value == "apply_request");
+  CHECK(many[2].value == "2026-11-22T03:00:00Z");
+  CHECK(many[3].status == Status::kAbsent);
+  CHECK(many[4].status == Status::kUnknown);  // a number, not a string
+  CHECK(many[5].status == Status::kUnknown);  // escaped
+  CHECK(many[6].status == Status::kUnknown);  // an object
 }
