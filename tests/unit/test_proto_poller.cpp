@@ -17,6 +17,18 @@ namespace {
 // means the Poller slept through something readable.
 constexpr milliseconds kLong{10000};
 
+// Two inproc sockets of one context, the first bound and the second connected to it.
+struct Connected {
+  Connected(zmq::socket_type reader_type, zmq::socket_type writer_type, const char* endpoint)
+      : reader(ctx, reader_type), writer(ctx, writer_type) {
+    reader.bind(endpoint);
+    writer.connect(endpoint);
+  }
+  zmq::context_t ctx;
+  zmq::socket_t reader;
+  zmq::socket_t writer;
+};
+
 bool recv_one(zmq::socket_t& s, std::string* text = nullptr) {
   zmq::message_t m;
   if (!s.recv(m, zmq::recv_flags::dontwait)) return false;
@@ -41,11 +53,9 @@ TEST_CASE("poller: a descriptor is readable once written to") {
 }
 
 TEST_CASE("poller: a ZeroMQ socket's message ends a wait; one left unread is found again") {
-  zmq::context_t ctx;
-  zmq::socket_t pull(ctx, zmq::socket_type::pull);
-  pull.bind("inproc://poller-test");
-  zmq::socket_t push(ctx, zmq::socket_type::push);
-  push.connect("inproc://poller-test");
+  Connected c(zmq::socket_type::pull, zmq::socket_type::push, "inproc://poller-test");
+  zmq::socket_t& pull = c.reader;
+  zmq::socket_t& push = c.writer;
   Poller p;
   const auto i = p.add(pull);
   p.wait(milliseconds(0));
@@ -81,11 +91,9 @@ TEST_CASE("poller: a ZeroMQ socket's message ends a wait; one left unread is fou
 }
 
 TEST_CASE("poller: touched() after a send makes a wait look at a socket it also reads") {
-  zmq::context_t ctx;
-  zmq::socket_t a(ctx, zmq::socket_type::pair);
-  a.bind("inproc://poller-pair");
-  zmq::socket_t b(ctx, zmq::socket_type::pair);
-  b.connect("inproc://poller-pair");
+  Connected c(zmq::socket_type::pair, zmq::socket_type::pair, "inproc://poller-pair");
+  zmq::socket_t& a = c.reader;
+  zmq::socket_t& b = c.writer;
   Poller p;
   const auto i = p.add(a);
   p.wait(milliseconds(0));  // found empty: the Poller would sleep on a's descriptor
@@ -104,11 +112,9 @@ TEST_CASE("poller: touched() after a send makes a wait look at a socket it also 
 }
 
 TEST_CASE("poller: a disabled entry is neither waited on nor readable") {
-  zmq::context_t ctx;
-  zmq::socket_t pull(ctx, zmq::socket_type::pull);
-  pull.bind("inproc://poller-disabled");
-  zmq::socket_t push(ctx, zmq::socket_type::push);
-  push.connect("inproc://poller-disabled");
+  Connected c(zmq::socket_type::pull, zmq::socket_type::push, "inproc://poller-disabled");
+  zmq::socket_t& pull = c.reader;
+  zmq::socket_t& push = c.writer;
   int pipe_fds[2];
   REQUIRE(::pipe(pipe_fds) == 0);
   Poller p;
