@@ -135,7 +135,9 @@ class HeartMonitor {
       fd_of_heart_.erase(heart);
       answered_.erase(heart);
       if (misses_.erase(heart) > 0) {
-        log_->warn("heartbeat: engine '{}' closed its connection", printable(heart));
+        // Info, not a warning: an engine that stops cleanly closes its connection too. The
+        // hub's verdict (asked to leave, or its heart stopped) is the line that matters.
+        log_->info("heartbeat: engine '{}' closed its connection", printable(heart));
         report(proto::msg_type::kStoppedHeart, heart);
       }
     }

@@ -252,7 +252,9 @@ class Hub {
       while (true) {
         const bool resting = SteadyClock::now() < monitor_rests_until;
         poller.set_enabled(monitor, !resting);
-        poller.wait(resting ? kMonitorRest : std::chrono::milliseconds(100));
+        poller.wait(!set_aside_.empty() ? std::chrono::milliseconds(0)
+                    : resting           ? kMonitorRest
+                                        : std::chrono::milliseconds(100));
         if (poller.readable(monitor)) {
           for (int i = 0; i < 4096; ++i) {
             auto frames = proto::recv_frames(s_.monitor, zmq::recv_flags::dontwait);
@@ -264,9 +266,20 @@ class Hub {
           }
           monitor_rests_until = SteadyClock::now() + kMonitorRest;
         }
-        if (poller.readable(registration)) {
+        if (registration_read_elsewhere_) {
+          // take_waiting_unregistrations() read it: it may have taken the signal.
+          registration_read_elsewhere_ = false;
+          poller.touched(registration);
+        }
+        if (poller.readable(registration) || !set_aside_.empty()) {
           for (int i = 0; i < 256; ++i) {
-            auto frames = proto::recv_frames(s_.registration, zmq::recv_flags::dontwait);
+            std::vector<zmq::message_t> frames;
+            if (!set_aside_.empty()) {
+              frames = std::move(set_aside_.front());
+              set_aside_.pop_front();
+            } else {
+              frames = proto::recv_frames(s_.registration, zmq::recv_flags::dontwait);
+            }
             if (frames.empty()) {
               poller.emptied(registration);  // its answers were sent before this recv
               break;
@@ -501,14 +514,43 @@ class Hub {
     }
   }
 
+  // An engine that stops cleanly sends unregistration_request and then closes its
+  // connections, but the heartbeat thread may report the closed connection before the hub has
+  // read the request. Before a stopped heart counts as a death, the unregistrations waiting
+  // on the registration socket are handled; other queries are set aside, in order, for the
+  // main loop (which reads the monitor empty before each).
+  void take_waiting_unregistrations() {
+    for (;;) {
+      auto frames = proto::recv_frames(s_.registration, zmq::recv_flags::dontwait);
+      if (frames.empty()) return;
+      registration_read_elsewhere_ = true;
+      if (is_unregistration(frames)) {
+        on_query(std::move(frames));
+      } else {
+        set_aside_.push_back(std::move(frames));
+      }
+    }
+  }
+
+  static bool is_unregistration(const std::vector<zmq::message_t>& frames) {
+    const auto delimiter = std::find_if(frames.begin(), frames.end(),
+                                        [](const auto& f) { return view(f) == proto::kDelimiter; });
+    if (std::distance(delimiter, frames.end()) < 3) return false;
+    const auto type = proto::peek_string(view(*(delimiter + 2)), "msg_type");
+    return type.found() && type.value == proto::msg_type::kUnregistrationRequest;
+  }
+
   void on_heart(const proto::Message& m) {
     auto change = proto::decode_content<proto::HeartChange>(m.content, m.msg_type());
     if (!change) return;
     for (const auto& heart : change->hearts) {
       if (m.msg_type() == proto::msg_type::kNewHeart) {
         complete_registration(heart);
-      } else if (auto it = by_uuid_.find(heart); it != by_uuid_.end()) {
-        unregister(it->second, "its heart stopped");
+      } else if (by_uuid_.contains(heart)) {
+        take_waiting_unregistrations();
+        // Still registered unless it asked to leave just before its connection closed.
+        if (auto it = by_uuid_.find(heart); it != by_uuid_.end())
+          unregister(it->second, "its heart stopped");
       } else {
         incoming_.erase(heart);
       }
@@ -1109,6 +1151,9 @@ class Hub {
 
   HubSockets s_;
   HubOptions options_;
+  // Registration messages read by take_waiting_unregistrations(), answered by the main loop.
+  std::deque<std::vector<zmq::message_t>> set_aside_;
+  bool registration_read_elsewhere_ = false;
   std::unique_ptr<TaskStore> store_;
   proto::Session session_;
   Logger log_;

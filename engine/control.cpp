@@ -20,6 +20,10 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace mt = proto::msg_type;
 
+// How long a cleanly stopping engine leaves its unregistration_request on the wire before it
+// closes its connections.
+constexpr std::chrono::milliseconds kUnregistrationLead(50);
+
 zmq::message_t text_frame(std::string_view text) {
   return zmq::message_t(text.data(), text.size());
 }
@@ -44,7 +48,7 @@ class Control {
       items.push_back(zmq::pollitem_t{nullptr, options_.signal_fd, ZMQ_POLLIN, 0});
     }
     try {
-      for (;;) {
+      while (!done_) {
         std::chrono::milliseconds wait(-1);
         if (stop_deadline_) {
           wait = std::max(std::chrono::milliseconds(0),
@@ -175,9 +179,19 @@ class Control {
       if (frames.empty()) return;
       if (frames.size() == 1 && frames[0].to_string_view() == kernel_command::kStopped) {
         // The kernel answered the request it was running (aborted): the controller may now
-        // forget this engine without failing that request for a death.
+        // forget this engine without failing that request for a death. A controller that is
+        // gone is not told (the message would hold the exit for its linger).
         stop_deadline_.reset();
-        unregister();
+        if (stop_.exit_code.load() == 0) {
+          unregister();
+          // The request crosses the registration connection while the heartbeat connection
+          // closes right after this thread returns: a moment on the wire lets the controller
+          // read the request before it sees the connection close (else the hub records a
+          // death, which is only a warning too many: it handles either order).
+          std::this_thread::sleep_for(kUnregistrationLead);
+        }
+        done_ = true;  // the engine closes its sockets once this thread has returned
+        return;
       } else if (frames.size() == 2 && frames[0].to_string_view() == kernel_command::kCleared) {
         auto it = pending_clears_.find(frames[1].to_string());
         if (it != pending_clears_.end()) {
@@ -255,6 +269,7 @@ class Control {
   std::optional<Clock::time_point> stop_deadline_;
   bool stopping_ = false;
   bool unregistered_ = false;
+  bool done_ = false;  // the kernel stopped: this thread's work is over
 };
 
 }  // namespace

@@ -40,7 +40,8 @@ struct StopState {
   std::atomic<int> exit_code{0};
 };
 
-// Runs until the context is shut down.
+// Runs until the kernel has stopped (and the controller has been told, when the stop is
+// clean) or the context is shut down.
 void run_control(ControlSockets sockets, proto::SessionOptions session, ControlOptions options,
                  RunningTask& running, StopState& stop, std::shared_ptr<spdlog::logger> log);
 

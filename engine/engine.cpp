@@ -201,9 +201,12 @@ int Engine::run() {
   {
     Kernel k(std::move(kernel), session_options, reply.id, functions_, running, log);
     k.run();
+    // The control thread returns once it has told the controller that this engine leaves
+    // (unregistration_request), before any socket closes: the controller then sees a clean
+    // departure, not a heart that stopped.
+    control_thread.join();
     ctx.shutdown();
     heartbeat_thread.join();
-    control_thread.join();
   }
   if (signal_fd >= 0) ::close(signal_fd);
   const int code = stop.exit_code.load();
