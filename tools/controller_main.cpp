@@ -16,6 +16,9 @@
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#ifdef IPCPP_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include "controller/controller.hpp"
 #include "controller/schemes.hpp"
@@ -113,6 +116,19 @@ void build_cli(CLI::App& app, Options& o) {
       "after a clean stop, 1 if the controller cannot start, 2 for a wrong command line.");
 }
 
+// The malloc this program runs on (tools/CMakeLists.txt: IPCPP_CONTROLLER_JEMALLOC).
+std::string allocator_name() {
+#ifdef IPCPP_WITH_JEMALLOC
+  const char* version = nullptr;
+  std::size_t size = sizeof version;
+  if (mallctl("version", &version, &size, nullptr, 0) == 0 && version != nullptr)
+    return std::string("jemalloc ") + version;
+  return "jemalloc";
+#else
+  return "the C library's malloc";
+#endif
+}
+
 int run(const Options& o, const ipcpp::profiles::Profile& profile) {
   const auto log =
       ipcpp::profiles::make_program_logger("ipcpp-controller", o.common, "ipcontroller");
@@ -135,6 +151,7 @@ int run(const Options& o, const ipcpp::profiles::Profile& profile) {
       std::chrono::milliseconds(static_cast<long>(o.registration_timeout * 1000));
   options.reuse = o.reuse;
   options.log = log;
+  log->debug("memory allocator: {}", allocator_name());
 
   Controller controller(options);
   try {
@@ -157,7 +174,9 @@ int main(int argc, char** argv) {
       "ipcpp-controller");
   Options options;
   build_cli(app, options);
-  ipcpp::proto::keep_freed_memory();
+#ifndef IPCPP_WITH_JEMALLOC
+  ipcpp::proto::keep_freed_memory();  // jemalloc keeps freed memory for reuse by itself
+#endif
   // From the start, so that a SIGTERM during start-up is not lost: it stops the controller
   // as soon as it runs. Threads started later inherit the mask.
   Controller::block_stop_signals();

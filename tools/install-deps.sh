@@ -10,6 +10,8 @@ packages=(
   # libraries
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libcli11-dev doctest-dev
   libssl-dev libsqlite3-dev libspdlog-dev
+  # ipcpp-controller's malloc (tools/CMakeLists.txt)
+  libjemalloc-dev
   # interoperability tests: the reference ipyparallel / jupyter_client under /usr/bin/python3
   python3 python3-ipyparallel python3-jupyter-client python3-zmq
   # helpers used by tests
