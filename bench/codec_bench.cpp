@@ -125,6 +125,15 @@ int main(int argc, char** argv) {
   per_op("decode with a 1 MiB buffer (buffer copied by the bench)", n / 20,
          [&](int) { (void)receiver.decode(copy(large)); });
 
+  // A load-balanced no-op's arguments, as the engine decodes them for each task.
+  const auto echo_call = encode_apply("echo", ipcpp::Value::list({ipcpp::Value(12345)}));
+  per_op("decode_apply of echo(12345)", n, [&](int) {
+    auto call = decode_apply(copy(echo_call));
+    if (!call) std::abort();
+  });
+  per_op("encode_apply of echo(12345)", n,
+         [&](int) { (void)encode_apply("echo", ipcpp::Value::list({ipcpp::Value(12345)})); });
+
   std::vector<double> big(10'000'000, 1.0);
   const ipcpp::Value args = ipcpp::Value::list({ipcpp::Value(std::move(big))});
   per_op("encode_apply + decode_apply of 10^7 doubles (80 MB)", quick ? 200 : 2000, [&](int) {

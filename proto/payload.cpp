@@ -147,17 +147,30 @@ Result<ApplyCall> decode_apply(std::vector<zmq::message_t>&& buffers) {
   if (f == head->end() || !f->is_string() || f->get_ref<const std::string&>().empty()) {
     return Error{Errc::kBadContent, "apply request: field 'f' must name a function"};
   }
-  json args = head->value("args", json::array());
-  json kwargs = head->value("kwargs", json::object());
+  // The parts are moved out of the head, not copied: a task's arguments are decoded once per
+  // request on the engine's hot path.
+  std::string function = std::move(f->get_ref<std::string&>());
+  json args = json::array();
+  if (const auto a = head->find("args"); a != head->end()) args = std::move(*a);
+  json kwargs = json::object();
+  if (const auto k = head->find("kwargs"); k != head->end()) kwargs = std::move(*k);
   if (!args.is_array())
     return Error{Errc::kBadContent, "apply request: field 'args' must be a list"};
   if (!kwargs.is_object()) {
     return Error{Errc::kBadContent, "apply request: field 'kwargs' must be an object"};
   }
+  if (buffers.size() == 1) {
+    // No arrays: each part stands alone (a stray array reference is still an error).
+    auto a = value_of(std::move(args), buffers, "apply request");
+    if (!a) return a.error();
+    auto k = value_of(std::move(kwargs), buffers, "apply request");
+    if (!k) return k.error();
+    return ApplyCall{std::move(function), std::move(a).value(), std::move(k).value()};
+  }
   auto both = value_of(json{{"args", std::move(args)}, {"kwargs", std::move(kwargs)}}, buffers,
                        "apply request");
   if (!both) return both.error();
-  return ApplyCall{f->get<std::string>(), both->at("args"), both->at("kwargs")};
+  return ApplyCall{std::move(function), both->at("args"), both->at("kwargs")};
 }
 
 std::vector<zmq::message_t> encode_value(const Value& value) {

@@ -123,3 +123,22 @@ TEST_CASE("malformed payloads are refused, never crash") {
   check(frames_of({R"({"ipcpp":1,"f":"x","args":[]})", "stray"}),
         "apply request: buffer 0 is referenced by nothing");
 }
+
+TEST_CASE("an apply call without arrays decodes its arguments and keywords, defaults included") {
+  auto call = proto::decode_apply(
+      proto::encode_apply("echo", Value::list({Value(json(12345)), Value(json("x"))}),
+                          Value::object({{"k", Value(json(true))}})));
+  REQUIRE_MESSAGE(call.ok(), call.error().reason);
+  CHECK(call->function == "echo");
+  REQUIRE(call->args.size() == 2);
+  CHECK(call->args[0].as<int>() == 12345);
+  CHECK(call->args[1].as<std::string>() == "x");
+  CHECK(call->kwargs.at("k").as<bool>());
+
+  // A head without args or kwargs: an empty list and an empty object.
+  auto bare = proto::decode_apply(frames_of({R"({"ipcpp":1,"f":"echo"})"}));
+  REQUIRE_MESSAGE(bare.ok(), bare.error().reason);
+  CHECK(bare->function == "echo");
+  CHECK(bare->args.json() == json::array());
+  CHECK(bare->kwargs.json() == json::object());
+}
