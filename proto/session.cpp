@@ -249,37 +249,42 @@ std::vector<zmq::message_t> Session::build_text(std::vector<zmq::message_t> iden
   return join(std::move(wire));
 }
 
-std::size_t Session::seen_home(std::string_view signature) const {
+std::uint32_t Session::seen_hash(std::string_view signature) {
   // Signatures are HMAC digests (verified before they get here): their first bytes are as
   // good a hash as all of them.
-  return std::hash<std::string_view>{}(signature.substr(0, 16)) & (seen_table_.size() - 1);
+  return static_cast<std::uint32_t>(std::hash<std::string_view>{}(signature.substr(0, 16)));
 }
 
 bool Session::remember(std::string_view signature) {
   if (history_size_ == 0 || signature.empty()) return true;
   if (seen_ring_.empty()) {
     seen_ring_.resize(history_size_);
+    seen_ring_hash_.resize(history_size_);
     std::size_t capacity = 2;
     while (capacity < 2 * history_size_)
       capacity *= 2;
     seen_table_.assign(capacity, 0);
   }
   const std::size_t mask = seen_table_.size() - 1;
-  std::size_t i = seen_home(signature);
+  auto hash_of = [](std::uint64_t entry) { return static_cast<std::uint32_t>(entry >> 32); };
+  auto position_of = [](std::uint64_t entry) { return static_cast<std::uint32_t>(entry); };
+  const std::uint32_t hash = seen_hash(signature);
+  std::size_t i = hash & mask;
   for (; seen_table_[i] != 0; i = (i + 1) & mask) {
-    if (seen_ring_[seen_table_[i] - 1] == signature) return false;
+    if (hash_of(seen_table_[i]) == hash && seen_ring_[position_of(seen_table_[i]) - 1] == signature)
+      return false;
   }
   // Forget the oldest signature, whose ring slot this one takes.
   std::string& slot = seen_ring_[seen_next_];
   if (!slot.empty()) {
-    std::size_t hole = seen_home(slot);
-    while (seen_table_[hole] != seen_next_ + 1)
+    std::size_t hole = seen_ring_hash_[seen_next_] & mask;
+    while (position_of(seen_table_[hole]) != seen_next_ + 1)
       hole = (hole + 1) & mask;
     // Backward-shift deletion: pull later entries of the probe run into the hole when their
     // home position allows it, so that lookups never stop early at a false gap.
     seen_table_[hole] = 0;
     for (std::size_t j = (hole + 1) & mask; seen_table_[j] != 0; j = (j + 1) & mask) {
-      const std::size_t home = seen_home(seen_ring_[seen_table_[j] - 1]);
+      const std::size_t home = hash_of(seen_table_[j]) & mask;
       const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
       if (stays) continue;
       seen_table_[hole] = seen_table_[j];
@@ -287,12 +292,13 @@ bool Session::remember(std::string_view signature) {
       hole = j;
     }
     // The slot freed above may be where this signature belongs now.
-    i = seen_home(signature);
+    i = hash & mask;
     while (seen_table_[i] != 0)
       i = (i + 1) & mask;
   }
   slot.assign(signature);
-  seen_table_[i] = static_cast<std::uint32_t>(seen_next_ + 1);
+  seen_ring_hash_[seen_next_] = hash;
+  seen_table_[i] = (static_cast<std::uint64_t>(hash) << 32) | (seen_next_ + 1);
   seen_next_ = (seen_next_ + 1) % history_size_;
   return true;
 }

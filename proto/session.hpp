@@ -112,13 +112,17 @@ class Session {
   std::string header_msg_id_start_;
   std::string header_end_;
   std::size_t history_size_;
-  // The last history_size_ signatures: a ring of strings (their storage is reused) and, for
-  // the lookup, an open-addressing table of ring positions + 1 (0: empty) with linear probing,
-  // at most half full. Nothing is allocated once both are made: this runs for every message.
-  std::size_t seen_home(std::string_view signature) const;
+  // The last history_size_ signatures: a ring of strings (their storage is reused) with each
+  // one's 32-bit hash beside it, and, for the lookup, an open-addressing table with linear
+  // probing, at most half full. A table entry holds the hash (high half) and the ring position
+  // + 1 (low half; 0: empty), so probing and deletion read only the table: a ring string is
+  // read when the hashes are equal. Nothing is allocated once all three are made: this runs
+  // for every message.
+  static std::uint32_t seen_hash(std::string_view signature);
   std::vector<std::string> seen_ring_;
+  std::vector<std::uint32_t> seen_ring_hash_;
   std::size_t seen_next_ = 0;
-  std::vector<std::uint32_t> seen_table_;
+  std::vector<std::uint64_t> seen_table_;
 };
 
 // A new random id in jupyter_client's session format: 8 hex digits, '-', 24 hex digits.
