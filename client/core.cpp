@@ -189,9 +189,43 @@ std::shared_ptr<RequestState> ClientCore::submit(Channel channel, const std::str
   m.metadata = metadata;
   m.buffers = std::move(buffers);
   if (!target_uuid.empty()) m.identities.emplace_back(target_uuid.data(), target_uuid.size());
+  std::string msg_id = m.header.msg_id;
+  return enqueue(s, channel, target_uuid, msg_type, std::move(msg_id),
+                 s.session.serialize(std::move(m)), wants_output);
+}
 
+std::shared_ptr<RequestState> ClientCore::submit_apply(Channel channel,
+                                                       const std::string& target_uuid,
+                                                       std::string_view metadata_text,
+                                                       std::vector<zmq::message_t> buffers) {
+  std::shared_lock lock(submit_mu_);
+  if (closed_) throw Error("the client is closed");
+  Submitter& s = submitter();
+
+  std::vector<zmq::message_t> identities;
+  if (!target_uuid.empty()) identities.emplace_back(target_uuid.data(), target_uuid.size());
+  const std::size_t header_index = identities.size() + 2;  // after <IDS|MSG> and the signature
+  zmq::message_t no_parent;
+  auto message = s.session.build_text(std::move(identities), proto::msg_type::kApplyRequest, "{}",
+                                      no_parent, metadata_text, std::move(buffers));
+  // The header was just written by the session: its msg_id is a plain string.
+  const auto msg_id = proto::peek_string(message[header_index].to_string_view(), "msg_id");
+  if (!msg_id.found()) throw Error("internal: a new header without a plain msg_id");
+  return enqueue(s, channel, target_uuid, proto::msg_type::kApplyRequest, std::string(msg_id.value),
+                 std::move(message), false);
+}
+
+std::string ClientCore::compact(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::shared_ptr<RequestState> ClientCore::enqueue(Submitter& s, Channel channel,
+                                                  const std::string& target_uuid,
+                                                  const char* msg_type, std::string msg_id,
+                                                  std::vector<zmq::message_t> message,
+                                                  bool wants_output) {
   auto state = std::make_shared<RequestState>();
-  state->msg_id = m.header.msg_id;
+  state->msg_id = std::move(msg_id);
   state->msg_type = msg_type;
   state->target_uuid = target_uuid;
   state->wants_output = wants_output;
@@ -204,12 +238,12 @@ std::shared_ptr<RequestState> ClientCore::submit(Channel channel, const std::str
   }
 
   std::vector<zmq::message_t> frames;
-  frames.reserve(m.buffers.size() + 9);
+  frames.reserve(message.size() + 2);
   const std::array<std::uint8_t, 2> command{kSubmit, static_cast<std::uint8_t>(channel)};
   frames.emplace_back(command.data(), command.size());
   auto* holder = new std::shared_ptr<RequestState>(state);
   frames.emplace_back(&holder, sizeof holder);
-  for (auto& f : s.session.serialize(std::move(m)))
+  for (auto& f : message)
     frames.push_back(std::move(f));
   try {
     proto::send_frames(s.push, std::move(frames));

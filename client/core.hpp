@@ -105,6 +105,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
                                        std::vector<zmq::message_t> buffers = {},
                                        bool wants_output = false);
 
+  // An apply_request (content {}) with its metadata given as compact JSON text: a map writes
+  // it once for all of its requests, and the header is written directly (Session::build_text).
+  std::shared_ptr<RequestState> submit_apply(Channel channel, const std::string& target_uuid,
+                                             std::string_view metadata_text,
+                                             std::vector<zmq::message_t> buffers);
+
+  // Compact JSON text, as requests carry it (invalid UTF-8 replaced).
+  static std::string compact(const nlohmann::json& j);
+
   // A hub query: submits and waits for the reply content (and buffers). Throws TimeoutError
   // when the controller does not answer within the client's timeout, RemoteError for an
   // error reply.
@@ -190,6 +199,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   ClientCore() = default;
   Submitter& submitter();
+  // The common end of submit and submit_apply: records the request and hands its signed
+  // frames to the I/O thread. Called with submit_mu_ held (shared).
+  std::shared_ptr<RequestState> enqueue(Submitter& s, Channel channel,
+                                        const std::string& target_uuid, const char* msg_type,
+                                        std::string msg_id, std::vector<zmq::message_t> message,
+                                        bool wants_output);
   void start(const ClientOptions& options);
   void io_loop_start(std::promise<void>& ready);
   // I/O thread helpers.

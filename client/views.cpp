@@ -147,8 +147,7 @@ AsyncResult DirectView::apply_call(detail::Call call) const {
   const auto uuids = target_uuids(nullptr);
   auto set = new_set(core_, kind_ == Kind::kOne ? Combine::kOne : Combine::kList);
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit(ClientCore::Channel::kMux, uuid, mt::kApplyRequest, json::object(),
-                            json::object(), encode(call)));
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
   }
   return AsyncResult(std::move(set));
 }
@@ -160,9 +159,8 @@ AsyncResult DirectView::map_call(detail::Call call) const {
   const auto pieces = detail::partition(n, uuids.size());
   for (std::size_t p = 0; p < uuids.size(); ++p) {
     if (pieces[p].first == pieces[p].second) continue;  // nothing for this engine
-    add(*set,
-        core_->submit(ClientCore::Channel::kMux, uuids[p], mt::kApplyRequest, json::object(),
-                      json::object(), encode(map_chunk(call, pieces[p].first, pieces[p].second))));
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuids[p], "{}",
+                                  encode(map_chunk(call, pieces[p].first, pieces[p].second))));
   }
   return AsyncResult(std::move(set));
 }
@@ -196,8 +194,7 @@ AsyncResult DirectView::push(Kwargs names) const {
   detail::Call call{"push", {}, std::move(names)};
   auto set = new_set(core_, Combine::kNone);
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit(ClientCore::Channel::kMux, uuid, mt::kApplyRequest, json::object(),
-                            json::object(), encode(call)));
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }
@@ -217,8 +214,7 @@ AsyncResult DirectView::scatter(const std::string& name, Value seq) const {
   auto set = new_set(core_, Combine::kNone);
   for (std::size_t p = 0; p < uuids.size(); ++p) {
     detail::Call call{"push", {}, {{name, detail::slice(seq, pieces[p].first, pieces[p].second)}}};
-    add(*set, core_->submit(ClientCore::Channel::kMux, uuids[p], mt::kApplyRequest, json::object(),
-                            json::object(), encode(call)));
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuids[p], "{}", encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }
@@ -228,8 +224,7 @@ AsyncResult DirectView::gather(const std::string& name) const {
   auto set = new_set(core_, Combine::kConcat);
   const detail::Call call{"pull", {Value(name)}, {}};
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit(ClientCore::Channel::kMux, uuid, mt::kApplyRequest, json::object(),
-                            json::object(), encode(call)));
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }
@@ -272,23 +267,23 @@ AsyncResult LoadBalancedView::finish(AsyncResult result) const {
 }
 
 AsyncResult LoadBalancedView::apply_call(detail::Call call) const {
-  const json metadata = task_metadata(*live(core_), options_);
+  const std::string metadata = ClientCore::compact(task_metadata(*live(core_), options_));
   auto set = new_set(core_, Combine::kOne);
-  add(*set, core_->submit(ClientCore::Channel::kTask, "", mt::kApplyRequest, json::object(),
-                          metadata, encode(call)));
+  add(*set, core_->submit_apply(ClientCore::Channel::kTask, "", metadata, encode(call)));
   return AsyncResult(std::move(set));
 }
 
 AsyncResult LoadBalancedView::map_call(detail::Call call) const {
   const std::size_t n = common_length(call.args);
   const std::size_t chunk = std::max<std::size_t>(1, options_.chunksize);
-  const json metadata = task_metadata(*live(core_), options_);
+  // The metadata is the same for every task of the map: written once.
+  const std::string metadata = ClientCore::compact(task_metadata(*live(core_), options_));
   auto set = new_set(core_, Combine::kConcat);
   set->ordered = options_.ordered;
   for (std::size_t begin = 0; begin < n; begin += chunk) {
     const std::size_t end = std::min(n, begin + chunk);
-    add(*set, core_->submit(ClientCore::Channel::kTask, "", mt::kApplyRequest, json::object(),
-                            metadata, encode(map_chunk(call, begin, end))));
+    add(*set, core_->submit_apply(ClientCore::Channel::kTask, "", metadata,
+                                  encode(map_chunk(call, begin, end))));
   }
   return AsyncResult(std::move(set));
 }
