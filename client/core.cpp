@@ -641,7 +641,7 @@ bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
       started.status == proto::Peeked::Status::kUnknown) {
     return false;
   }
-  auto it = pending_.find(std::string(parent.value));
+  auto it = pending_.find(parent.value);
   if (it == pending_.end()) return true;  // not ours, or already answered: as parse() would
   std::shared_ptr<RequestState> state = it->second;
   // msg_type is written before the request is submitted, and never again.
@@ -718,7 +718,7 @@ void ClientCore::on_iopub(std::vector<zmq::message_t>&& frames) {
     const auto state = proto::peek_string(frame_text(wire->content), "execution_state");
     if (parent.found() && state.found()) {
       if (state.value != "idle") return;
-      auto it = pending_.find(std::string(parent.value));
+      auto it = pending_.find(parent.value);
       if (it == pending_.end()) return;
       std::shared_ptr<RequestState> request = it->second;
       std::lock_guard lock(mu);

@@ -24,6 +24,7 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -261,7 +262,13 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::uint64_t finished_ = 0;
 
   // Owned by the I/O thread.
-  std::unordered_map<std::string, std::shared_ptr<RequestState>> pending_;  // by msg_id
+  // Looked up by a std::string_view into a received frame, without making a std::string.
+  struct MsgIdHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  std::unordered_map<std::string, std::shared_ptr<RequestState>, MsgIdHash, std::equal_to<>>
+      pending_;  // by msg_id
   std::unique_ptr<proto::Session> io_session_;
   std::uint64_t dropped_ = 0;  // received messages that failed authentication or decoding
 };
