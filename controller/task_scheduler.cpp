@@ -305,8 +305,12 @@ class TaskScheduler {
                header && header->contains("msg_id") && (*header)["msg_id"].is_string()) {
       msg_id = (*header)["msg_id"].get<std::string>();
     }
-    auto metadata = parse_json_frame(wire->metadata);
-    if (msg_id.empty() || !metadata) {
+    // The tasks of one map carry the same metadata text: it is parsed and decoded once.
+    const std::string_view metadata_text = view(wire->metadata);
+    const bool same_metadata = last_metadata_ && metadata_text == last_metadata_text_;
+    std::optional<nlohmann::json> metadata;
+    if (!same_metadata) metadata = parse_json_frame(wire->metadata);
+    if (msg_id.empty() || (!same_metadata && !metadata)) {
       log_->warn(
           "task: dropped a task whose header or metadata is not a JSON object with a "
           "msg_id");
@@ -333,11 +337,16 @@ class TaskScheduler {
     Job& j = *job;
     jobs_.emplace(j.msg_id, std::move(job));
 
-    auto md = proto::decode_content<proto::TaskMetadata>(*metadata, "task metadata");
-    if (!md) {
-      fail(j, "ValueError", md.error().reason);
-      return;
+    if (!same_metadata) {
+      auto decoded = proto::decode_content<proto::TaskMetadata>(*metadata, "task metadata");
+      if (!decoded) {
+        fail(j, "ValueError", decoded.error().reason);
+        return;
+      }
+      last_metadata_ = std::move(decoded).value();
+      last_metadata_text_.assign(metadata_text);
     }
+    const proto::TaskMetadata* md = &*last_metadata_;
     j.targets.insert(md->targets.begin(), md->targets.end());
     j.retries = std::max<std::int64_t>(0, md->retries);
     j.timeout = md->timeout.value_or(0.0);
@@ -793,6 +802,9 @@ class TaskScheduler {
   Logger log_;
   EngineRoster roster_;
   bool sent_on_resubmit_ = false;  // since the last wait: the Poller must look at resubmit
+  // The last valid task metadata, and its text as received.
+  std::optional<proto::TaskMetadata> last_metadata_;
+  std::string last_metadata_text_;
 
   std::unordered_map<std::string, std::unique_ptr<Engine>> engines_;
   std::unordered_map<std::string, std::int64_t> lost_ids_;
