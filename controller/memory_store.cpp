@@ -39,8 +39,14 @@ class MemoryStore final : public TaskStore {
       auto it = std::prev(records_.end());
       found = index_.emplace(it->msg_id, Slot{it, next_seq_++}).first;
     } else {
-      unindex(*found);
+      // A record put again (the request's, then its result's) keeps its submission time:
+      // its history entry then stays where it is.
+      const bool same_submitted = found->second.it->submitted == record.submitted;
+      unindex(*found, /*history=*/!same_submitted);
       *found->second.it = std::move(record);
+      reindex(*found, /*history=*/!same_submitted);
+      cull();
+      return {};
     }
     reindex(*found);
     cull();
@@ -143,20 +149,22 @@ class MemoryStore final : public TaskStore {
     return ids;
   }
 
-  // Removes the record's bytes and its index entries (before it is replaced or erased).
-  void unindex(Index::value_type& entry) {
+  // Removes the record's bytes and its index entries (before it is replaced or erased); its
+  // history entry too unless `history` is false.
+  void unindex(Index::value_type& entry, bool history = true) {
     const TaskRecord& r = *entry.second.it;
     bytes_ -= r.buffer_bytes();
     if (r.completed) completed_.erase(entry.second.seq);
-    if (r.submitted) history_.erase({*r.submitted, std::string_view(entry.first)});
+    if (history && r.submitted) history_.erase({*r.submitted, std::string_view(entry.first)});
   }
 
-  // Adds the record's bytes and its index entries.
-  void reindex(Index::value_type& entry) {
+  // Adds the record's bytes and its index entries; its history entry too unless `history` is
+  // false.
+  void reindex(Index::value_type& entry, bool history = true) {
     const TaskRecord& r = *entry.second.it;
     bytes_ += r.buffer_bytes();
     if (r.completed) completed_.emplace(entry.second.seq, &entry.first);
-    if (r.submitted) history_.emplace(*r.submitted, std::string_view(entry.first));
+    if (history && r.submitted) history_.emplace(*r.submitted, std::string_view(entry.first));
   }
 
   void erase(Index::iterator found) {
