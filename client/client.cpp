@@ -71,7 +71,10 @@ void Client::wait_for_engines(std::size_t n, Seconds timeout,
   std::size_t last = static_cast<std::size_t>(-1);
   for (;;) {
     std::size_t count = 0;
-    core->wait_until(deadline, [&] {
+    // Notifications keep the count current; once a second the hub is asked too, in case one
+    // was missed (ClientCore::refresh_engines).
+    const auto slice_end = std::min(deadline, SteadyClock::now() + std::chrono::seconds(1));
+    core->wait_until(slice_end, [&] {
       count = core->ids_locked_count();
       return count >= n || count != last;
     });
@@ -87,7 +90,18 @@ void Client::wait_for_engines(std::size_t n, Seconds timeout,
       if (progress) progress(count);
     }
     if (count >= n) return;
+    try {
+      core->refresh_engines();
+    } catch (const TimeoutError&) {
+      // The hub did not answer within the client's timeout: go on with the notifications.
+    }
     if (SteadyClock::now() >= deadline) {
+      {
+        std::lock_guard lock(core->mu);
+        count = core->ids_locked_count();
+      }
+      if (count != last && progress) progress(count);
+      if (count >= n) return;
       throw TimeoutError(std::to_string(count) + " of " + std::to_string(n) +
                          " engines registered after " + seconds_text(timeout) + " s");
     }

@@ -129,21 +129,48 @@ void ClientCore::start(const ClientOptions& options) {
                 seconds_text(options.timeout) + " s: is it running, and is " + file_path_.string() +
                 " its current connection file?");
   }
-  auto content = proto::decode_content<proto::ConnectionReply>(reply, "connection_reply");
-  if (!content) {
+  if (auto content = proto::decode_content<proto::ConnectionReply>(reply, "connection_reply");
+      !content) {
     close();
     throw Error("the controller's connection_reply is malformed: " + content.error().reason);
   }
   std::lock_guard lock(mu);
+  add_engines_locked(reply);
+  last_refresh_ = SteadyClock::now();
+}
+
+void ClientCore::add_engines_locked(const json& connection_reply) {
+  auto content =
+      proto::decode_content<proto::ConnectionReply>(connection_reply, "connection_reply");
+  if (!content) return;
   for (const auto& [id, uuid] : content->engines) {
     try {
       const std::int64_t n = std::stoll(id);
+      if (engines_.contains(n) || departed_.contains(uuid)) continue;
       engines_[n] = uuid;
       engine_ids_[uuid] = n;
     } catch (const std::exception&) {
       // An engine id that is not a number: not from a controller we understand; skip it.
     }
   }
+}
+
+void ClientCore::refresh_engines() {
+  {
+    std::lock_guard lock(mu);
+    const auto now = SteadyClock::now();
+    if (now - last_refresh_ < std::chrono::seconds(1)) return;
+    last_refresh_ = now;
+  }
+  const json reply = query(mt::kConnectionRequest, json::object());
+  bool added = false;
+  {
+    std::lock_guard lock(mu);
+    const std::size_t before = engines_.size();
+    add_engines_locked(reply);
+    added = engines_.size() != before;
+  }
+  if (added) cv.notify_all();
 }
 
 ClientCore::~ClientCore() {

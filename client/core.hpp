@@ -179,6 +179,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   // Number of registered engines (under mu).
   std::size_t ids_locked_count() const { return engines_.size(); }
+
+  // Asks the hub for its engines and adds those this client has not heard of, at most once
+  // a second (later calls return at once). A registration notification can be missed: one
+  // published before this client's subscription reached the controller is never delivered.
+  // wait_for_engines calls it while it waits. Throws as query() does.
+  void refresh_engines();
   // True once close() ran or the I/O thread stopped (under mu).
   bool io_stopped_locked() const { return io_stopped_; }
   // ": why" the I/O thread stopped, or "" (under mu).
@@ -200,6 +206,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   ClientCore() = default;
   Submitter& submitter();
+  // Adds the engines of a connection_reply not known yet (nor known to have left).
+  void add_engines_locked(const nlohmann::json& connection_reply);
   // The common end of submit and submit_apply: records the request and hands its signed
   // frames to the I/O thread. Called with submit_mu_ held (shared).
   std::shared_ptr<RequestState> enqueue(Submitter& s, Channel channel,
@@ -250,6 +258,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::map<std::int64_t, std::string> engines_;
   std::unordered_map<std::string, std::int64_t> engine_ids_;  // uuid -> id
   std::unordered_map<std::string, std::int64_t> departed_;    // engines that left: uuid -> id
+  std::chrono::steady_clock::time_point last_refresh_{};      // refresh_engines(), under mu
   bool io_stopped_ = false;
   bool controller_gone_ = false;
   std::size_t outstanding_ = 0;

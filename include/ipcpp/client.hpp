@@ -492,7 +492,9 @@ class Client {
   // notifications as engines come and go.
   std::vector<std::int64_t> ids() const;
   // Waits until at least n engines are registered; `progress` (if given) is called with the
-  // count whenever it changes. Throws TimeoutError ("2 of 4 engines registered after 30 s").
+  // count whenever it changes. While waiting it asks the hub for the engines once a second,
+  // in case a notification was missed. Throws TimeoutError ("2 of 4 engines registered after
+  // 30 s").
   void wait_for_engines(std::size_t n, Seconds timeout,
                         const std::function<void(std::size_t)>& progress = {}) const;
 

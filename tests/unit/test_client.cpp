@@ -13,7 +13,11 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
+#include "proto/connection_file.hpp"
+#include "proto/session.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/python_cluster.hpp"
@@ -527,4 +531,74 @@ TEST_CASE("client: map passes keyword arguments to every call") {
   const Value plain =
       c.client->all().map_sync("mandelbrot_row", std::vector<int>{0, 1, 2, 3}, four, four);
   CHECK_FALSE(plain[1] == rows[1]);
+}
+
+TEST_CASE("client: wait_for_engines finds an engine whose registration notification it missed") {
+  // A stand-in for the controller, on real ZeroMQ sockets and the real protocol, that never
+  // publishes a registration_notification: the second engine "registers" after the client's
+  // first connection_request, as when its notification went out before the client's
+  // subscription reached the controller. The client learns of it only by asking again.
+  const std::string key = "a-key";
+  zmq::context_t ctx;
+  auto bound = [&ctx](zmq::socket_type type, int& port) {
+    zmq::socket_t s(ctx, type);
+    s.set(zmq::sockopt::linger, 0);
+    s.bind("tcp://127.0.0.1:*");
+    const std::string ep = s.get(zmq::sockopt::last_endpoint);
+    port = std::stoi(ep.substr(ep.rfind(':') + 1));
+    return s;
+  };
+  ipcpp::proto::ClientConnectionFile file;
+  file.key = key;
+  zmq::socket_t registration = bound(zmq::socket_type::router, file.registration);
+  zmq::socket_t notification = bound(zmq::socket_type::pub, file.notification);
+  zmq::socket_t mux = bound(zmq::socket_type::router, file.mux);
+  zmq::socket_t task = bound(zmq::socket_type::router, file.task);
+  zmq::socket_t control = bound(zmq::socket_type::router, file.control);
+  zmq::socket_t iopub = bound(zmq::socket_type::pub, file.iopub);
+  zmq::socket_t broadcast = bound(zmq::socket_type::router, file.broadcast);
+  const ipcpp::test::TempDir tmp;
+  const auto path = tmp.path() / "ipcontroller-client.json";
+  std::ofstream(path) << ipcpp::proto::to_json_text(file);
+
+  std::atomic<int> requests{0};
+  std::atomic<bool> stop{false};
+  std::thread hub([&] {
+    ipcpp::proto::Session session(ipcpp::proto::SessionOptions{.key = key});
+    while (!stop) {
+      zmq::pollitem_t item{registration.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      if ((item.revents & ZMQ_POLLIN) == 0) continue;
+      std::vector<zmq::message_t> frames;
+      (void)zmq::recv_multipart(registration, std::back_inserter(frames));
+      auto m = session.decode(std::move(frames));
+      if (!m || m->msg_type() != "connection_request") continue;
+      // The first answer knows one engine, every later one two.
+      json engines = {{"0", "engine-a"}};
+      if (requests++ > 0) engines["1"] = "engine-b";
+      auto reply = session.build(std::move(m->identities), "connection_reply",
+                                 json{{"status", "ok"}, {"engines", engines}}, json(m->header));
+      zmq::send_multipart(registration, reply);
+    }
+  });
+
+  struct StopHub {  // also when a check throws
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~StopHub() {
+      stop = true;
+      thread.join();
+    }
+  } stop_hub{stop, hub};
+  {
+    ipcpp::ClientOptions options;
+    options.connection_file = path;
+    Client rc(options);
+    CHECK(rc.ids() == std::vector<std::int64_t>{0});
+    std::vector<std::size_t> seen;
+    rc.wait_for_engines(2, Seconds(20), [&](std::size_t n) { seen.push_back(n); });
+    CHECK(rc.ids() == std::vector<std::int64_t>{0, 1});
+    CHECK(requests.load() >= 2);
+    CHECK(seen.back() == 2);
+  }
 }
