@@ -199,7 +199,8 @@ int Engine::run() {
   std::thread control_thread(run_control, std::move(control), control_session, control_options,
                              std::ref(running), std::ref(stop), log);
   {
-    Kernel k(std::move(kernel), session_options, reply.id, functions_, running, log);
+    Kernel k(std::move(kernel), session_options, reply.id, functions_, running, log,
+             options_.output_capture);
     k.run();
     // The control thread returns once it has told the controller that this engine leaves
     // (unregistration_request), before any socket closes: the controller then sees a clean

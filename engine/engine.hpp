@@ -17,6 +17,8 @@
 
 namespace ipcpp::engine {
 
+class FdOutputCapture;
+
 struct EngineOptions {
   // The controller's engine connection file (a copy of ipcontroller-engine.json).
   proto::EngineConnectionFile connection;
@@ -32,6 +34,9 @@ struct EngineOptions {
   // How long a task that ignores cancellation may hold a stopping engine. Default: 500 ms.
   std::chrono::milliseconds stop_grace{500};
   std::shared_ptr<spdlog::logger> log;
+  // What tasks write to file descriptors 1 and 2, captured for their clients; none: those
+  // descriptors are left alone (std::cout and std::cerr are captured either way). Not owned.
+  FdOutputCapture* output_capture = nullptr;
 };
 
 class Engine {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "ipcpp/engine.hpp"
 
 #include "engine/engine.hpp"
+#include "engine/output_capture.hpp"
 #include "engine/registry.hpp"
 #include "profiles/profile.hpp"
 #include "profiles/program_cli.hpp"
@@ -47,6 +49,7 @@ struct Options {
   std::int64_t id = -1;
   std::string location;
   bool list_functions = false;
+  bool capture_fd_output = true;
 };
 
 void build_cli(CLI::App& app, Options& o) {
@@ -76,6 +79,10 @@ void build_cli(CLI::App& app, Options& o) {
   app.add_option("--location", o.location,
                  "Host to reach the controller at when its connection file says ip '*'")
       ->type_name("HOST");
+  app.add_flag("--capture-fd-output,!--no-capture-fd-output", o.capture_fd_output,
+               "Send what tasks write to file descriptors 1 and 2 (printf, child processes) to "
+               "their clients, as std::cout and std::cerr output is; with --no-capture-fd-output "
+               "it goes to the engine's own stdout and stderr");
   profiles::add_log_options(app, o.common, "ipengine");
   app.add_flag("--list-functions", o.list_functions,
                "Print the functions this engine can run (after --load) and exit");
@@ -103,7 +110,23 @@ bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, spdl
 }
 
 int run(const Options& o, const profiles::Profile& profile, FunctionRegistry functions) {
-  const auto log = profiles::make_program_logger("ipcpp-engine", o.common, "ipengine");
+  // Made before the logger, which writes to the standard error the process had: its lines
+  // must not end up in a task's output.
+  std::optional<engine::FdOutputCapture> capture;
+  std::string capture_problem;
+  if (o.capture_fd_output) {
+    try {
+      capture.emplace();
+    } catch (const std::system_error& e) {
+      capture_problem = e.what();
+    }
+  }
+  const auto log = profiles::make_program_logger("ipcpp-engine", o.common, "ipengine",
+                                                 capture ? capture->original_stderr() : stderr);
+  if (!capture_problem.empty()) {
+    log->warn("{}: what tasks write to file descriptors 1 and 2 stays on this engine's own",
+              capture_problem);
+  }
 
   const auto timeout = std::chrono::milliseconds(static_cast<long>(o.timeout * 1000));
   const fs::path path =
@@ -126,6 +149,7 @@ int run(const Options& o, const profiles::Profile& profile, FunctionRegistry fun
   options.controller_timeout =
       std::chrono::milliseconds(static_cast<long>(o.controller_timeout * 1000));
   options.log = log;
+  options.output_capture = capture ? &*capture : nullptr;
   Engine engine(std::move(options), std::move(functions));
   try {
     return engine.run();

@@ -126,7 +126,14 @@ class Kernel::Context : public TaskContext {
         out_buf_(
             [this](std::string_view text) { kernel_.publish_stream(parent_, "stdout", text); }),
         err_buf_(
-            [this](std::string_view text) { kernel_.publish_stream(parent_, "stderr", text); }) {}
+            [this](std::string_view text) { kernel_.publish_stream(parent_, "stderr", text); }) {
+    if (kernel_.output_capture_ != nullptr) kernel_.output_capture_->begin();
+  }
+  ~Context() override {
+    if (kernel_.output_capture_ != nullptr) kernel_.output_capture_->end();
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
 
   std::int64_t engine_id() const override { return kernel_.engine_id_; }
   const std::string& engine_uuid() const override { return kernel_.uuid_; }
@@ -145,11 +152,18 @@ class Kernel::Context : public TaskContext {
     return *err_;
   }
 
+  // Publishes what the task wrote and has not been published yet: its C++ streams' last
+  // pieces, then what it wrote to file descriptors 1 and 2 (printf, child processes).
   void flush() {
     if (out_) out_->flush();
     if (err_) err_->flush();
     out_buf_.pubsync();
     err_buf_.pubsync();
+    if (kernel_.output_capture_ != nullptr) {
+      const auto written = kernel_.output_capture_->take();
+      if (!written.out.empty()) kernel_.publish_stream(parent_, "stdout", written.out);
+      if (!written.err.empty()) kernel_.publish_stream(parent_, "stderr", written.err);
+    }
   }
   std::streambuf* out_buf() { return &out_buf_; }
   std::streambuf* err_buf() { return &err_buf_; }
@@ -165,7 +179,7 @@ class Kernel::Context : public TaskContext {
 
 Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_t engine_id,
                const FunctionRegistry& functions, RunningTask& running,
-               std::shared_ptr<spdlog::logger> log)
+               std::shared_ptr<spdlog::logger> log, FdOutputCapture* output_capture)
     : sockets_(std::move(sockets)),
       session_(std::move(session)),
       uuid_(session_.id()),
@@ -176,7 +190,8 @@ Kernel::Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_
       engine_field_(engine_metadata_.substr(1, engine_metadata_.size() - 2)),
       functions_(functions),
       running_(running),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      output_capture_(output_capture) {}
 
 Kernel::~Kernel() = default;
 

@@ -19,6 +19,7 @@
 #include "ipcpp/engine.hpp"
 
 #include "engine/aborted_ids.hpp"
+#include "engine/output_capture.hpp"
 #include "engine/registry.hpp"
 #include "engine/running_task.hpp"
 #include "proto/session.hpp"
@@ -53,7 +54,7 @@ class Kernel {
  public:
   Kernel(KernelSockets sockets, proto::SessionOptions session, std::int64_t engine_id,
          const FunctionRegistry& functions, RunningTask& running,
-         std::shared_ptr<spdlog::logger> log);
+         std::shared_ptr<spdlog::logger> log, FdOutputCapture* output_capture = nullptr);
   ~Kernel();
   Kernel(const Kernel&) = delete;
   Kernel& operator=(const Kernel&) = delete;
@@ -102,6 +103,7 @@ class Kernel {
   const FunctionRegistry& functions_;
   RunningTask& running_;
   std::shared_ptr<spdlog::logger> log_;
+  FdOutputCapture* output_capture_;  // none when the engine leaves fds 1 and 2 alone
   Namespace namespace_;
   std::int64_t execution_count_ = 0;
   std::deque<proto::Message> queue_;     // received, not yet run

@@ -95,6 +95,10 @@ constexpr std::string_view kEngineTemplate =
 # Host to reach the controller at when its connection file says ip "*"; empty: its location.
 # location = ""
 
+# Send what tasks write to file descriptors 1 and 2 (printf, child processes) to their
+# clients, as std::cout and std::cerr output is; false: it goes to the engine's own output.
+# capture-fd-output = true
+
 # Log level: trace, debug, info, warning, error or critical.
 # log-level = "info"
 

@@ -3,6 +3,7 @@
 // itself needs neither CLI11 nor spdlog; the programs that include it link both.
 #pragma once
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,11 +66,12 @@ inline spdlog::level::level_enum log_level_option(const std::string& text) {
   return static_cast<spdlog::level::level_enum>(*level);
 }
 
-// The program's logger: to stderr, or with --log-to-file to
+// The program's logger: to `console` (standard error by default), or with --log-to-file to
 // <profile>/log/<log_name>-<cluster id>-<pid>.log. Flushed at every info message.
 inline std::shared_ptr<spdlog::logger> make_program_logger(const std::string& name,
                                                            const CommonOptions& o,
-                                                           const std::string& log_name) {
+                                                           const std::string& log_name,
+                                                           std::FILE* console = stderr) {
   std::shared_ptr<spdlog::logger> log;
   if (o.log_to_file) {
     const auto file = o.profile.resolve().log_dir() /
@@ -77,8 +79,9 @@ inline std::shared_ptr<spdlog::logger> make_program_logger(const std::string& na
     log = std::make_shared<spdlog::logger>(
         name, std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string()));
   } else {
-    log = std::make_shared<spdlog::logger>(name,
-                                           std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    log = std::make_shared<spdlog::logger>(
+        name, std::make_shared<spdlog::sinks::ansicolor_sink<spdlog::details::console_mutex>>(
+                  console, spdlog::color_mode::automatic));
   }
   log->set_level(log_level_option(o.log_level));
   log->flush_on(spdlog::level::info);

@@ -201,7 +201,8 @@ class TaskContext {
   virtual bool sleep_for(std::chrono::nanoseconds duration) = 0;
 
   // The task's standard output and error: text written here reaches the clients' stdout /
-  // stderr as it is produced (a line at a time, and at least every 4 KiB). std::cout and
+  // stderr as it is produced (a line at a time, and at least every 4 KiB). What the task writes
+  // to file descriptors 1 and 2 (printf, child processes) reaches them when it ends. std::cout and
   // std::cerr are redirected here while a task runs on the engine's main thread.
   virtual std::ostream& out() = 0;
   virtual std::ostream& err() = 0;

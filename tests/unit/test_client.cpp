@@ -423,6 +423,63 @@ TEST_CASE(
         "ok");
 }
 
+TEST_CASE(
+    "client: what a task writes with printf, to stderr and from a child process is its output") {
+  Cluster c(1);
+  Client& rc = *c.client;
+  auto r = rc[0].apply_async("write_fds", "hello");
+  r.get(kWait);
+  REQUIRE(r.wait_for_output(kWait));
+  // Line-buffered, as on a terminal: the printf line comes before the child's.
+  CHECK(r.stdout_texts() == std::vector<std::string>{"hello\nchild:hello\n"});
+  CHECK(r.stderr_texts() == std::vector<std::string>{"err:hello\n"});
+
+  // Far more than a pipe holds: the task does not block, and nothing is lost.
+  const std::string line(99, 'x');
+  auto big = rc[0].apply_async("write_fds", line, 30000);
+  big.get(kWait);
+  REQUIRE(big.wait_for_output(kWait));
+  const std::string out = big.stdout_texts().at(0);
+  CHECK(out.size() == 30000 * 100 + std::string("child:\n").size() + line.size());
+  CHECK(out.starts_with(line + "\n" + line + "\n"));
+  CHECK(out.ends_with("child:" + line + "\n"));
+  CHECK(big.stderr_texts().at(0).size() == 30000 * 104);
+
+  // The next task's output is its own.
+  auto next = rc[0].apply_async("write_fds", "next");
+  next.get(kWait);
+  REQUIRE(next.wait_for_output(kWait));
+  CHECK(next.stdout_texts() == std::vector<std::string>{"next\nchild:next\n"});
+  CHECK(next.stderr_texts() == std::vector<std::string>{"err:next\n"});
+
+  // An engine told to leave its descriptors alone keeps such output on its own stdout (where
+  // C stdio holds its printf line in a block buffer: the child's line shows first).
+  std::vector<std::string> args = kEngineArgs;
+  args.push_back("--no-capture-fd-output");
+  c.cluster.start_cpp_engines(1, args);
+  rc.wait_for_engines(2, kWait);
+  auto plain = rc[1].apply_async("write_fds", "plain");
+  plain.get(kWait);
+  REQUIRE(plain.wait_for_output(kWait));
+  CHECK(plain.stdout_texts() == std::vector<std::string>{""});
+  CHECK(ipcpp::test::wait_until(
+      [&] {
+        return c.cluster.engines().back().stdout_text().find("child:plain\n") != std::string::npos;
+      },
+      60s));
+}
+
+TEST_CASE("client: what an engine writes to stderr as it crashes reaches its own stderr") {
+  Cluster c(1);
+  Client& rc = *c.client;
+  auto r = rc[0].apply_async("last_words", "the last words of engine 0");
+  (void)caught<ipcpp::EngineError>([&] { r.get(kWait); });
+  auto& engine = c.cluster.engines().front();
+  REQUIRE(engine.wait_for(60s).has_value());
+  // Not lost in the capture's pipe, which died with the process.
+  CHECK(engine.stderr_text().find("the last words of engine 0\n") != std::string::npos);
+}
+
 TEST_CASE("client: output, metadata, and the controller's records") {
   Cluster c(2);
   Client& rc = *c.client;

@@ -538,9 +538,11 @@ TEST_CASE("the engine template, uncommented, sets every engine option") {
   std::string file = "unset", log_level, cluster_id = "unset", location = "unset";
   double timeout = 0, controller_timeout = 0;
   bool log_to_file = true;
+  bool capture_fd_output = false;
   app.add_option("--file", file);
   app.add_option("--cluster-id", cluster_id);
   app.add_option("--location", location);
+  app.add_flag("--capture-fd-output,!--no-capture-fd-output", capture_fd_output);
   // --load has no default (CLI11 2.1 reads no empty list): the template shows an example only.
   app.add_option("--timeout", timeout)->check(CLI::PositiveNumber);
   app.add_option("--controller-timeout", controller_timeout)->check(CLI::NonNegativeNumber);
@@ -552,6 +554,7 @@ TEST_CASE("the engine template, uncommented, sets every engine option") {
   CHECK(location.empty());
   CHECK(timeout == 5);
   CHECK(controller_timeout == 60);
+  CHECK(capture_fd_output);
   CHECK(log_level == "info");
   CHECK_FALSE(log_to_file);
 }
