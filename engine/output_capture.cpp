@@ -79,6 +79,11 @@ FdOutputCapture::FdOutputCapture() {
 void FdOutputCapture::start() {
   streams_[0].target = STDOUT_FILENO;
   streams_[1].target = STDERR_FILENO;
+  // A process started with fd 1 or 2 closed would get its first pipe there: nothing to
+  // capture then.
+  for (const Stream& s : streams_) {
+    if (::fcntl(s.target, F_GETFD) < 0) throw_errno("output capture: standard descriptors");
+  }
   int stop[2];
   if (::pipe2(stop, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("output capture: pipe");
   stop_read_ = stop[0];
