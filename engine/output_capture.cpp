@@ -206,6 +206,12 @@ FdOutputCapture::Output FdOutputCapture::take() {
 void FdOutputCapture::end() {
   std::lock_guard lock(mu_);
   capturing_ = false;
+  // What came after the task's last take() (from a thread it left running) has gone to the
+  // original descriptors already; it is not the next task's.
+  for (auto& s : streams_) {
+    s.pending.clear();
+    s.dropped = 0;
+  }
 }
 
 bool FdOutputCapture::drain_locked(Stream& s) {
