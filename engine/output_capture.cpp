@@ -4,9 +4,11 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <fcntl.h>
 #include <poll.h>
 #include <system_error>
+#include <time.h>
 #include <unistd.h>
 
 namespace ipcpp::engine {
@@ -18,9 +20,17 @@ std::atomic<bool> g_capturing{false};
 int g_crash_fds[2][2] = {{-1, -1}, {-1, -1}};
 constexpr std::array<int, 5> kCrashSignals = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 struct sigaction g_previous[kCrashSignals.size()];
+// Set while the reader thread holds output it has read and not yet written on: a crash waits
+// for it (a little) before it copies what is left in the pipes.
+std::atomic<bool> g_reader_holds_output{false};
 
-// Async-signal-safe: dup2, read, write, sigaction and raise only.
+// Async-signal-safe: atomic loads, nanosleep, dup2, read, write, sigaction and raise only.
 void on_crash(int sig, siginfo_t* info, void* /*context*/) {
+  // Up to 20 ms: a reader blocked on a descriptor nobody reads must not hold the crash.
+  for (int waited = 0; waited < 200 && g_reader_holds_output.load(); ++waited) {
+    const timespec pause{0, 100'000};
+    ::nanosleep(&pause, nullptr);
+  }
   for (int i = 0; i < 2; ++i) {
     const int original = g_crash_fds[i][0];
     const int read_end = g_crash_fds[i][1];
@@ -173,7 +183,9 @@ FdOutputCapture::~FdOutputCapture() {
     // Give the process its descriptor back first: the pipe's last write end closes with it,
     // and what is left in the pipe is read to the end.
     ::dup2(s.original, s.target);
-    drain_locked(s);
+    std::string tee;
+    drain_locked(s, tee, SIZE_MAX);
+    write_all(s.original, tee.data(), tee.size());
     close_fd(s.read_end);
     close_fd(s.original);
   }
@@ -193,14 +205,22 @@ FdOutputCapture::Output FdOutputCapture::take() {
   std::fflush(stdout);
   std::fflush(stderr);
   pollfd fds[2] = {{streams_[0].read_end, POLLIN, 0}, {streams_[1].read_end, POLLIN, 0}};
-  std::lock_guard lock(mu_);
-  // One system call when the task wrote nothing there, as most do.
-  if (::poll(fds, 2, 0) > 0) {
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].revents != 0) drain_locked(streams_[i]);
+  std::string tee[2];
+  Output taken;
+  {
+    std::lock_guard lock(mu_);
+    // One system call when the task wrote nothing there, as most do. The bound only matters
+    // for a thread the task left writing without pause.
+    if (::poll(fds, 2, 0) > 0) {
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].revents != 0) drain_locked(streams_[i], tee[i], 2 * kMaxPending);
+      }
     }
+    taken = {take_text(streams_[0]), take_text(streams_[1])};
   }
-  return {take_text(streams_[0]), take_text(streams_[1])};
+  for (int i = 0; i < 2; ++i)
+    write_all(streams_[i].original, tee[i].data(), tee[i].size());
+  return taken;
 }
 
 void FdOutputCapture::end() {
@@ -214,15 +234,15 @@ void FdOutputCapture::end() {
   }
 }
 
-bool FdOutputCapture::drain_locked(Stream& s) {
+bool FdOutputCapture::drain_locked(Stream& s, std::string& tee, std::size_t limit) {
   char buffer[65536];
-  for (;;) {
+  while (tee.size() < limit) {
     const ssize_t n = ::read(s.read_end, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) return false;  // every write end is closed (a task closed fd 1 or 2)
     if (n < 0) return true;    // empty for now
     const auto size = static_cast<std::size_t>(n);
-    write_all(s.original, buffer, size);
+    tee.append(buffer, size);
     if (!capturing_) {
       continue;
     } else if (s.pending.size() + size <= kMaxPending) {
@@ -233,6 +253,7 @@ bool FdOutputCapture::drain_locked(Stream& s) {
       s.dropped += size - room;
     }
   }
+  return true;
 }
 
 std::string FdOutputCapture::take_text(Stream& s) {
@@ -259,11 +280,20 @@ void FdOutputCapture::run() {
       return;
     }
     if (fds[2].revents != 0) return;
-    std::lock_guard lock(mu_);
-    for (int i = 0; i < 2; ++i) {
-      // A pipe whose write ends are all closed stays readable: stop watching it.
-      if (fds[i].revents != 0 && !drain_locked(streams_[i])) fds[i].fd = -1;
+    std::string tee[2];
+    {
+      std::lock_guard lock(mu_);
+      g_reader_holds_output = true;
+      for (int i = 0; i < 2; ++i) {
+        // A pipe whose write ends are all closed stays readable: stop watching it.
+        if (fds[i].revents != 0 && !drain_locked(streams_[i], tee[i], kReadBatch)) fds[i].fd = -1;
+      }
     }
+    // Outside the mutex: an original descriptor that blocks (a pipe nobody reads) must not
+    // hold up the kernel's take().
+    for (int i = 0; i < 2; ++i)
+      write_all(streams_[i].original, tee[i].data(), tee[i].size());
+    g_reader_holds_output = false;
   }
 }
 

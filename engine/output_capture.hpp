@@ -10,7 +10,8 @@
 // gave it), as ipykernel does "to capture errors in terminals"; while a task runs, it is also
 // kept for the task. The kernel thread takes what a task wrote when the task ends (take()).
 // Both threads read the pipes only under the mutex, so what take() returns is everything
-// written before it was called.
+// written before it was called; each writes its copy to the original descriptors after letting
+// go of the mutex.
 //
 // A crash must not lose its last words ("terminate called after throwing ...", a sanitizer's
 // report) in a pipe that dies with the process: on SIGABRT, SIGSEGV, SIGBUS, SIGFPE and SIGILL a
@@ -68,9 +69,12 @@ class FdOutputCapture {
   };
   void start();
   void run();
-  // Reads what `s`'s pipe holds without blocking; mu_ held. False when the pipe has no
-  // writer left.
-  bool drain_locked(Stream& s);
+  // Reads what `s`'s pipe holds, up to about `limit` bytes, without blocking; mu_ held. Keeps
+  // it for the task while one runs, and appends all of it to `tee`, which the caller writes to
+  // the original descriptor once the mutex is released. False when the pipe has no writer left.
+  bool drain_locked(Stream& s, std::string& tee, std::size_t limit);
+  // What the reader thread reads per stream before it lets go of the mutex.
+  static constexpr std::size_t kReadBatch = std::size_t{1} << 20;
   static std::string take_text(Stream& s);
 
   std::mutex mu_;
