@@ -5,6 +5,7 @@
 #include <csignal>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <ipcpp/client.hpp>
 #include <numeric>
 #include <set>
@@ -45,6 +46,16 @@ struct Cluster {
     client = std::make_unique<Client>(options());
     client->wait_for_engines(static_cast<std::size_t>(n), kWait);
   }
+  // A test that fails by an exception shows what the controller and the engines logged.
+  ~Cluster() {
+    if (std::uncaught_exceptions() > 0) {
+      std::cerr << "controller's output:\n"
+                << cluster.controller().stderr_text() << "engines' output:\n"
+                << cluster.engines_output();
+    }
+  }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
   ipcpp::ClientOptions options() const {
     ipcpp::ClientOptions o;
     o.profile_dir = cluster.profile_dir();
