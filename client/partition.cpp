@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "proto/large_buffer.hpp"
+
 namespace ipcpp::detail {
 namespace {
 
@@ -110,8 +112,8 @@ Value concatenate(const std::vector<Value>& pieces) {
       size += p.array().bytes().size();
     }
     // Every byte is written below: no zero-filling first (a gather of 10^7 doubles spent a
-    // tenth of its time filling 80 MB with zeros).
-    std::shared_ptr<std::byte[]> buffer = std::make_shared_for_overwrite<std::byte[]>(size);
+    // tenth of its time filling 80 MB with zeros); a large result takes huge pages.
+    std::shared_ptr<std::byte[]> buffer = proto::large_bytes(size);
     std::size_t at = 0;
     for (const auto& p : pieces) {
       const Bytes& b = p.array().bytes();

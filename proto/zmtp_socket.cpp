@@ -24,6 +24,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "proto/large_buffer.hpp"
+
 namespace ipcpp::proto {
 namespace {
 
@@ -789,7 +791,7 @@ struct ZmtpSocket::Impl {
       }
       if (size >= kDirectReadThreshold) {
         try {
-          c.large = zmq::message_t(static_cast<std::size_t>(size));
+          c.large = large_message(static_cast<std::size_t>(size));
         } catch (const std::exception&) {
           return reject(c, "no memory for a frame of " + std::to_string(size) + " bytes");
         }
