@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -15,6 +16,7 @@
 
 #include "profiles/secure_file.hpp"
 #include "proto/clock.hpp"
+#include "proto/large_buffer.hpp"
 #include "proto/payload.hpp"
 #include "proto/peek.hpp"
 #include "proto/poller.hpp"
@@ -51,11 +53,26 @@ std::optional<proto::Timestamp> date_of(const json& header, const char* key = "d
   return proto::parse_timestamp(it->get<std::string>());
 }
 
-std::vector<Bytes> to_bytes(std::vector<zmq::message_t>& frames) {
+// The buffers of a request or reply, for its record. With `copy_large`, a frame of
+// megabytes is copied into memory of its own, and the receiving thread's buffer goes back to
+// it warm as soon as the frame is sent on. Kept by the record instead, every large frame
+// needed fresh pages on the relay's path: their page faults were about 40% of the mux
+// thread's time in a scatter (bench/RESULTS.md). The copy and its faults are the hub's.
+std::vector<Bytes> to_bytes(std::vector<zmq::message_t>& frames, bool copy_large) {
   std::vector<Bytes> out;
   out.reserve(frames.size());
-  for (auto& f : frames)
-    out.push_back(proto::to_bytes(std::move(f)));
+  for (auto& f : frames) {
+    if (copy_large && f.size() >= proto::kLargeBufferMin) {
+      std::shared_ptr<std::byte[]> copy =
+          proto::large_bytes(f.size(), proto::LargeBufferUse::kKept);
+      std::memcpy(copy.get(), f.data(), f.size());
+      const std::byte* data = copy.get();
+      out.emplace_back(std::move(copy), data, f.size());
+      f = zmq::message_t();
+    } else {
+      out.push_back(proto::to_bytes(std::move(f)));
+    }
+  }
   return out;
 }
 
@@ -601,7 +618,7 @@ class Hub {
     record.header = std::move(seen.header);
     record.metadata = std::move(seen.metadata);
     record.content = std::move(seen.content);
-    record.buffers = to_bytes(seen.buffers);
+    record.buffers = to_bytes(seen.buffers, store_->keeps_records());
     record.submitted = proto::parse_timestamp(seen.date);
     record.client_uuid = std::move(seen.session);
     record.queue = queue;
@@ -644,7 +661,7 @@ class Hub {
     record.result_header = std::move(seen.header);
     record.result_metadata = std::move(seen.metadata);
     record.result_content = std::move(seen.content);
-    record.result_buffers = to_bytes(seen.buffers);
+    record.result_buffers = to_bytes(seen.buffers, store_->keeps_records());
     remember_completed(msg_id);
     store(std::move(record));
   }

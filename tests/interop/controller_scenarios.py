@@ -200,6 +200,15 @@ def hub_queries(args):
     pinned_pid = pinned.get(timeout=20)
     again = b.resubmit(pinned.msg_ids)
     out["resubmit_same_engine"] = again.get(timeout=20) == [pinned_pid]
+    # Frames of megabytes, which the controller copies for its records
+    # (proto/large_buffer.hpp): the records and a resubmission from them have every byte.
+    big = os.urandom(3 << 20)
+    echo = lview.apply_async(lambda x: x, big)
+    out["big_echo"] = echo.get(timeout=20) == big
+    recs = b.db_query({"msg_id": echo.msg_ids[0]}, keys=["buffers", "result_buffers"])
+    out["big_request_kept"] = any(bytes(x) == big for x in recs[0]["buffers"])
+    out["big_result_kept"] = any(bytes(x) == big for x in recs[0]["result_buffers"])
+    out["big_resubmitted"] = b.resubmit(echo.msg_ids).get(timeout=20) == [big]
     # purge
     b.purge_results(msg_id)
     out["after_purge"] = raises(lambda: b.get_result(msg_id).get(timeout=10))

@@ -179,6 +179,10 @@ TEST_CASE("ipcpp-controller serves real Python engines and clients as ipcontroll
     CHECK(hub["db_both_keys"].size() == 1);
     CHECK(hub["db_gt_excludes_self"] == true);
     CHECK(hub["resubmit_same_engine"] == true);
+    CHECK(hub["big_echo"] == true);
+    CHECK(hub["big_request_kept"] == true);
+    CHECK(hub["big_result_kept"] == true);
+    CHECK(hub["big_resubmitted"] == true);
     CHECK(hub["after_purge"] == "KeyError");
     CHECK(hub["db_after_purge_all"] == 0);
     CHECK(hub["shutdown"] == true);
