@@ -638,6 +638,11 @@ void ClientCore::on_reply(std::vector<zmq::message_t>&& frames) {
   if (s.replied) return;  // already failed here (its engine left)
   record_reply_locked(s, std::move(outcome), is_hub_error ? "error" : status, engine_uuid, started,
                       completed, &m.content);
+  // An ipcpp engine asked for quiet statuses says when no idle status follows the reply.
+  if (const auto follows = m.metadata.find(proto::kIdleFollowsKey);  // end() for a non-object
+      follows != m.metadata.end() && follows->is_boolean() && !follows->get<bool>()) {
+    s.meta.outputs_complete = true;
+  }
   if (s.msg_type != mt::kApplyRequest && s.msg_type != mt::kExecuteRequest) {
     s.reply_content = std::move(m.content);
     s.reply_buffers = std::move(m.buffers);
@@ -651,7 +656,7 @@ bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
     return std::string_view(static_cast<const char*>(f.data()), f.size());
   };
   static constexpr std::string_view kHeaderKeys[] = {"msg_type", "date"};
-  static constexpr std::string_view kMetadataKeys[] = {"engine", "started"};
+  static constexpr std::string_view kMetadataKeys[] = {"engine", "started", proto::kIdleFollowsKey};
   std::array<proto::Peeked, 2> header;
   proto::peek_strings(text(wire.header), kHeaderKeys, header);  // one scan for both
   const proto::Peeked& type = header[0];
@@ -660,12 +665,14 @@ bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
   const auto status = proto::peek_string(text(wire.content), "status");
   if (!status.found() || status.value != "ok") return false;
   const auto parent = proto::peek_string(text(wire.parent_header), "msg_id");
-  std::array<proto::Peeked, 2> metadata;
-  proto::peek_strings(text(wire.metadata), kMetadataKeys, metadata);
-  const proto::Peeked& engine = metadata[0];
-  const proto::Peeked& started = metadata[1];
+  std::array<proto::Peeked, 3> metadata;
+  proto::peek_raw(text(wire.metadata), kMetadataKeys, metadata);
+  const proto::Peeked engine = proto::as_string(metadata[0]);
+  const proto::Peeked started = proto::as_string(metadata[1]);
+  const proto::Peeked& idle_follows = metadata[2];
   if (!parent.found() || !engine.found() || engine.value.empty() || !date.found() ||
-      started.status == proto::Peeked::Status::kUnknown) {
+      started.status == proto::Peeked::Status::kUnknown ||
+      idle_follows.status == proto::Peeked::Status::kUnknown) {
     return false;
   }
   auto it = pending_.find(parent.value);
@@ -689,6 +696,7 @@ bool ClientCore::on_plain_apply_reply(proto::WireMessage& wire) {
   RequestState& s = *state;
   if (s.replied) return true;  // already failed here (its engine left)
   record_reply_locked(s, std::move(outcome), "ok", engine_uuid, started_at, completed_at, nullptr);
+  if (idle_follows.found() && idle_follows.value == "false") s.meta.outputs_complete = true;
   finish_locked(s);
   return true;
 }

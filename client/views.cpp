@@ -67,6 +67,15 @@ detail::Call map_chunk(const detail::Call& call, std::size_t begin, std::size_t 
   return chunk;
 }
 
+// Every apply and execute asks ipcpp engines for statuses only around output
+// (proto::kQuietStatusKey, docs/protocol.md): a request that prints nothing costs no busy and
+// idle messages, and its reply says that its output is complete. Engines that do not know the
+// key publish both statuses, and the client waits for idle as before.
+const std::string& direct_metadata() {
+  static const std::string text = json{{proto::kQuietStatusKey, true}}.dump();
+  return text;
+}
+
 json task_metadata(const ClientCore& core, const TaskOptions& o) {
   proto::TaskMetadata m;
   m.after.dependencies = o.after;
@@ -78,7 +87,9 @@ json task_metadata(const ClientCore& core, const TaskOptions& o) {
     if (!uuid) throw Error("engine " + std::to_string(id) + " is not registered");
     m.targets.push_back(*uuid);
   }
-  return json(m);
+  json j(m);
+  j[proto::kQuietStatusKey] = true;
+  return j;
 }
 
 std::shared_ptr<ResultSet> new_set(std::shared_ptr<ClientCore> core, Combine combine) {
@@ -147,7 +158,8 @@ AsyncResult DirectView::apply_call(detail::Call call) const {
   const auto uuids = target_uuids(nullptr);
   auto set = new_set(core_, kind_ == Kind::kOne ? Combine::kOne : Combine::kList);
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
+    add(*set,
+        core_->submit_apply(ClientCore::Channel::kMux, uuid, direct_metadata(), encode(call)));
   }
   return AsyncResult(std::move(set));
 }
@@ -159,7 +171,7 @@ AsyncResult DirectView::map_call(detail::Call call) const {
   const auto pieces = detail::partition(n, uuids.size());
   for (std::size_t p = 0; p < uuids.size(); ++p) {
     if (pieces[p].first == pieces[p].second) continue;  // nothing for this engine
-    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuids[p], "{}",
+    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuids[p], direct_metadata(),
                                   encode(map_chunk(call, pieces[p].first, pieces[p].second))));
   }
   return AsyncResult(std::move(set));
@@ -170,7 +182,7 @@ AsyncResult DirectView::execute(const std::string& code) const {
   auto set = new_set(core_, kind_ == Kind::kOne ? Combine::kOne : Combine::kList);
   for (const auto& uuid : uuids) {
     add(*set, core_->submit(ClientCore::Channel::kMux, uuid, mt::kExecuteRequest,
-                            execute_content(code), json::object(), {}, true));
+                            execute_content(code), json{{proto::kQuietStatusKey, true}}, {}, true));
   }
   AsyncResult result(std::move(set));
   if (block_) {
@@ -194,7 +206,8 @@ AsyncResult DirectView::push(Kwargs names) const {
   detail::Call call{"push", {}, std::move(names)};
   auto set = new_set(core_, Combine::kNone);
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
+    add(*set,
+        core_->submit_apply(ClientCore::Channel::kMux, uuid, direct_metadata(), encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }
@@ -214,7 +227,8 @@ AsyncResult DirectView::scatter(const std::string& name, Value seq) const {
   auto set = new_set(core_, Combine::kNone);
   for (std::size_t p = 0; p < uuids.size(); ++p) {
     detail::Call call{"push", {}, {{name, detail::slice(seq, pieces[p].first, pieces[p].second)}}};
-    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuids[p], "{}", encode(call)));
+    add(*set,
+        core_->submit_apply(ClientCore::Channel::kMux, uuids[p], direct_metadata(), encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }
@@ -224,7 +238,8 @@ AsyncResult DirectView::gather(const std::string& name) const {
   auto set = new_set(core_, Combine::kConcat);
   const detail::Call call{"pull", {Value(name)}, {}};
   for (const auto& uuid : uuids) {
-    add(*set, core_->submit_apply(ClientCore::Channel::kMux, uuid, "{}", encode(call)));
+    add(*set,
+        core_->submit_apply(ClientCore::Channel::kMux, uuid, direct_metadata(), encode(call)));
   }
   return finish(AsyncResult(std::move(set)));
 }

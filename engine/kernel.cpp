@@ -86,7 +86,10 @@ std::optional<proto::Message> plain_apply_request(proto::WireMessage& wire) {
        {"is_broadcast", "is_coalescing", "original_msg_id"}) {
     if (metadata.find(broadcast_key) != std::string_view::npos) return std::nullopt;
   }
+  const auto quiet = proto::peek_raw(metadata, proto::kQuietStatusKey);
+  if (quiet.status == proto::Peeked::Status::kUnknown) return std::nullopt;
   proto::Message m;
+  if (quiet.found() && quiet.value == "true") m.metadata = json{{proto::kQuietStatusKey, true}};
   m.header.msg_id = msg_id.value;
   m.header.msg_type = type.value;
   m.identities = std::move(wire.identities);
@@ -114,7 +117,20 @@ struct Kernel::Request {
   proto::Message message;
   zmq::message_t parent;  // the request's header frame, the parent of everything it causes
   std::string started;
+  // The client asked for statuses only around output (proto::kQuietStatusKey): no busy, and
+  // idle only after something else was published.
+  bool quiet_status = false;
 };
+
+namespace {
+
+bool asks_quiet_status(const json& metadata) {
+  if (!metadata.is_object()) return false;
+  const auto it = metadata.find(proto::kQuietStatusKey);
+  return it != metadata.end() && it->is_boolean() && it->get<bool>();
+}
+
+}  // namespace
 
 // What a running task sees: the kernel's namespace, the cancellation flag, and streams that
 // publish on iopub with this request as the parent.
@@ -300,6 +316,7 @@ void Kernel::publish(std::string_view kind, std::string_view msg_type, const jso
   topic.emplace_back(t.data(), t.size());
   proto::send_frames(sockets_.iopub, session_.build(std::move(topic), msg_type, content, parent,
                                                     json{{"engine", uuid_}}));
+  ++published_;
 }
 
 void Kernel::publish_status(bool busy, zmq::message_t& parent) {
@@ -327,6 +344,7 @@ void Kernel::reply(Request& r, json content, const std::string& status,
   md.is_coalescing = m.metadata.value("is_coalescing", false);
   md.original_msg_id = m.metadata.value("original_msg_id", std::string());
   if (status == "error") md.engine_info = json{{"engine_uuid", uuid_}, {"engine_id", engine_id_}};
+  if (r.quiet_status) md.idle_follows = published_ > 0;
   const std::string type = reply_type_of(m.msg_type());
   proto::send_frames(sockets_.shell, session_.build(std::move(r.message.identities), type, content,
                                                     r.parent, json(md), std::move(buffers)));
@@ -346,6 +364,9 @@ void Kernel::reply_ok(Request& r, std::vector<zmq::message_t> buffers) {
   md.reserve(160 + engine_field_.size());
   md.append(R"({"dependencies_met":true,)");
   md.append(engine_field_);
+  if (r.quiet_status) {
+    md.append(published_ > 0 ? R"(,"ipcpp_idle_follows":true)" : R"(,"ipcpp_idle_follows":false)");
+  }
   md.append(R"(,"is_broadcast":false,"is_coalescing":false,"original_msg_id":"","started":")");
   md.append(r.started);
   md.append(R"(","status":"ok"})");
@@ -373,9 +394,11 @@ void Kernel::reply_error(Request& r, std::string_view method, const std::string&
 void Kernel::reply_aborted(proto::Message&& request) {
   Request r{std::move(request), zmq::message_t(), proto::format_timestamp(proto::now())};
   r.parent = std::move(r.message.raw_header);
-  publish_status(true, r.parent);
+  r.quiet_status = asks_quiet_status(r.message.metadata);
+  published_ = 0;
+  if (!r.quiet_status) publish_status(true, r.parent);
   reply(r, json{{"status", "aborted"}}, "aborted");
-  publish_status(false, r.parent);
+  if (!r.quiet_status) publish_status(false, r.parent);
 }
 
 void Kernel::handle(proto::Message&& message) {
@@ -393,7 +416,9 @@ void Kernel::handle(proto::Message&& message) {
   }
   Request r{std::move(message), zmq::message_t(), proto::format_timestamp(proto::now())};
   r.parent = std::move(r.message.raw_header);
-  publish_status(true, r.parent);
+  r.quiet_status = asks_quiet_status(r.message.metadata);
+  published_ = 0;
+  if (!r.quiet_status) publish_status(true, r.parent);
   running_.begin(r.message.header.msg_id);
   log_->debug("running {} {}", r.message.msg_type(), r.message.header.msg_id);
   if (r.message.msg_type() == mt::kExecuteRequest) {
@@ -402,7 +427,8 @@ void Kernel::handle(proto::Message&& message) {
     run_apply(r);
   }
   running_.end();
-  publish_status(false, r.parent);
+  // A quiet request's reply said whether this follows (reply(), reply_ok()).
+  if (!r.quiet_status || published_ > 0) publish_status(false, r.parent);
 }
 
 Value Kernel::call(const std::string& name, const Args& args, Context& ctx) {

@@ -106,6 +106,7 @@ class Kernel {
   FdOutputCapture* output_capture_;  // none when the engine leaves fds 1 and 2 alone
   Namespace namespace_;
   std::int64_t execution_count_ = 0;
+  std::size_t published_ = 0;            // iopub messages of the current request, statuses aside
   std::deque<proto::Message> queue_;     // received, not yet run
   AbortedIds aborted_{kAbortedIdsKept};  // msg_ids to answer as aborted
   bool stopping_ = false;

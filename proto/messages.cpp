@@ -131,6 +131,7 @@ void to_json(json& j, const ReplyMetadata& v) {
            {"original_msg_id", v.original_msg_id},
            {"status", v.status}};
   if (!v.engine_info.is_null()) j["engine_info"] = v.engine_info;
+  if (v.idle_follows) j[kIdleFollowsKey] = *v.idle_follows;
 }
 
 void from_json(const json& j, ReplyMetadata& v) {
@@ -143,6 +144,11 @@ void from_json(const json& j, ReplyMetadata& v) {
   detail::read_field(j, "original_msg_id", v.original_msg_id);
   detail::read_field(j, "status", v.status);
   detail::read_field(j, "engine_info", v.engine_info);
+  if (j.contains(kIdleFollowsKey)) {
+    bool follows = true;
+    detail::read_field(j, kIdleFollowsKey, follows);
+    v.idle_follows = follows;
+  }
 }
 
 }  // namespace ipcpp::proto

@@ -348,6 +348,15 @@ struct TaskMetadata {
 };
 IPCPP_JSON_STRUCT(TaskMetadata, after, follow, timeout, targets, retries)
 
+// Quiet statuses, an ipcpp extension (docs/protocol.md). A request whose metadata has
+// `"ipcpp_quiet_status": true` asks an ipcpp engine to publish its busy and idle statuses only
+// when the request publishes something else on iopub (a stream, a result, an error). The reply
+// then says in `"ipcpp_idle_follows"` whether an idle status follows it: when false, the
+// request's output is complete with the reply. Engines that do not know the key (ipyparallel's)
+// publish both statuses as always and say nothing, so a client waits for idle as before.
+inline constexpr const char* kQuietStatusKey = "ipcpp_quiet_status";
+inline constexpr const char* kIdleFollowsKey = "ipcpp_idle_follows";
+
 // The metadata an engine puts on every reply (the schedulers and the client rely on it).
 struct ReplyMetadata {
   std::string started;
@@ -357,7 +366,8 @@ struct ReplyMetadata {
   bool is_coalescing = false;
   std::string original_msg_id;
   std::string status = "ok";
-  json engine_info = nullptr;  // {engine_uuid, engine_id} when status is "error"
+  json engine_info = nullptr;        // {engine_uuid, engine_id} when status is "error"
+  std::optional<bool> idle_follows;  // kIdleFollowsKey: only for requests with kQuietStatusKey
 };
 void to_json(json& j, const ReplyMetadata& v);
 void from_json(const json& j, ReplyMetadata& v);

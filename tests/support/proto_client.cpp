@@ -1,5 +1,6 @@
 #include "support/proto_client.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "proto/messages.hpp"
@@ -31,17 +32,20 @@ ProtoClient::ProtoClient(const std::filesystem::path& client_file)
       query_(ctx_, zmq::socket_type::dealer),
       notification_(ctx_, zmq::socket_type::sub),
       mux_(ctx_, zmq::socket_type::dealer),
-      task_(ctx_, zmq::socket_type::dealer) {
-  for (auto* s : {&query_, &notification_, &mux_, &task_}) {
+      task_(ctx_, zmq::socket_type::dealer),
+      iopub_(ctx_, zmq::socket_type::sub) {
+  for (auto* s : {&query_, &notification_, &mux_, &task_, &iopub_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::rcvhwm, 0);
     s->set(zmq::sockopt::sndhwm, 0);
   }
   notification_.set(zmq::sockopt::subscribe, "");
+  iopub_.set(zmq::sockopt::subscribe, "");
   query_.connect(file_.url(file_.registration));
   notification_.connect(file_.url(file_.notification));
   mux_.connect(file_.url(file_.mux));
   task_.connect(file_.url(file_.task));
+  iopub_.connect(file_.url(file_.iopub));
 }
 
 std::map<std::int64_t, std::string> ProtoClient::wait_for_engines(
@@ -80,11 +84,13 @@ std::map<std::int64_t, std::string> ProtoClient::wait_for_engines(
 }
 
 std::string ProtoClient::send(Queue queue, const std::string& uuid, const char* type,
-                              const json& content, std::vector<zmq::message_t> buffers) {
+                              const json& content, std::vector<zmq::message_t> buffers,
+                              const json& metadata) {
   proto::Message m;
   m.header = session_.make_header(type);
   m.content = content;
   m.buffers = std::move(buffers);
+  m.metadata = json::object();
   if (queue == Queue::kDirect) {
     m.identities.emplace_back(uuid.data(), uuid.size());
   } else {
@@ -94,14 +100,16 @@ std::string ProtoClient::send(Queue queue, const std::string& uuid, const char* 
                       {"targets", json::array({uuid})},
                       {"retries", 0}};
   }
+  for (const auto& item : metadata.items())
+    m.metadata[item.key()] = item.value();
   std::string msg_id = m.header.msg_id;
   proto::send_frames(queue == Queue::kDirect ? mux_ : task_, session_.serialize(std::move(m)));
   return msg_id;
 }
 
 std::string ProtoClient::apply(Queue queue, const std::string& uuid,
-                               std::vector<zmq::message_t> buffers) {
-  return send(queue, uuid, mt::kApplyRequest, json::object(), std::move(buffers));
+                               std::vector<zmq::message_t> buffers, const json& metadata) {
+  return send(queue, uuid, mt::kApplyRequest, json::object(), std::move(buffers), metadata);
 }
 
 std::string ProtoClient::execute(Queue queue, const std::string& uuid, const std::string& code) {
@@ -132,6 +140,34 @@ proto::Message ProtoClient::reply(const std::string& msg_id, std::chrono::millis
       replies_.emplace(parent, std::move(m).value());
     }
   }
+}
+
+std::vector<std::string> ProtoClient::published(const std::string& msg_id,
+                                                const std::string& until_idle_of,
+                                                std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  auto is_idle_of = [&](const proto::Message& m) {
+    return m.msg_type() == mt::kStatus && m.parent_msg_id() == until_idle_of &&
+           m.content.value("execution_state", std::string()) == "idle";
+  };
+  while (std::none_of(iopub_messages_.begin(), iopub_messages_.end(), is_idle_of)) {
+    zmq::pollitem_t item{iopub_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, left(deadline)) == 0) {
+      throw std::runtime_error("no idle status for " + until_idle_of + " within " +
+                               std::to_string(timeout.count()) + " ms");
+    }
+    auto m = session_.decode(proto::recv_frames(iopub_));
+    if (!m) throw std::runtime_error("bad iopub message: " + m.error().reason);
+    iopub_messages_.push_back(std::move(m).value());
+  }
+  std::vector<std::string> out;
+  for (const auto& m : iopub_messages_) {
+    if (m.parent_msg_id() != msg_id) continue;
+    out.push_back(m.msg_type() == mt::kStatus
+                      ? "status:" + m.content.value("execution_state", std::string())
+                      : m.msg_type());
+  }
+  return out;
 }
 
 }  // namespace ipcpp::test

@@ -507,6 +507,12 @@ TEST_CASE("client: output, metadata, and the controller's records") {
   CHECK(meta[0].started.has_value());
   CHECK(meta[0].completed.has_value());
   CHECK(r.elapsed() > Seconds(0));
+  // A request that printed nothing has all of its output with its reply: the engine publishes
+  // no statuses for it and says so (proto::kQuietStatusKey).
+  auto silent = rc.all().apply_async("minus", 5, 6);
+  silent.get(kWait);
+  CHECK(silent.wait_for_output(Seconds(0)));
+  CHECK(silent.stdout_texts() == std::vector<std::string>{"", ""});
 
   // The controller's view: queue status, history, records, and a result by msg_id.
   const auto status = rc.queue_status();

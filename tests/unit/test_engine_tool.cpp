@@ -11,6 +11,8 @@
 
 #include "profiles/config_templates.hpp"
 #include "proto/connection_file.hpp"
+#include "proto/messages.hpp"
+#include "proto/payload.hpp"
 #include "support/files.hpp"
 #include "support/process.hpp"
 #include "support/proto_client.hpp"
@@ -219,4 +221,54 @@ TEST_CASE("ipcpp-engine does not wait for a task that ignores its cancellation")
   // The controller is told: the task fails as the engine's death.
   const auto reply = client.reply(running, 30s);
   CHECK(reply.content.value("ename", std::string()) == "EngineError");
+}
+
+TEST_CASE("ipcpp-engine publishes busy and idle only around output when a request asks") {
+  PythonCluster cluster(kOurController);
+  cluster.start_cpp_engines(1);
+  ProtoClient client(cluster.client_file());
+  const std::string uuid = client.wait_for_engines(1, 30s).at(0);
+  using ipcpp::Value;
+  using ipcpp::proto::encode_apply;
+  const nlohmann::json quiet = {{ipcpp::proto::kQuietStatusKey, true}};
+  const auto direct = ProtoClient::Queue::kDirect;
+  const auto balanced = ProtoClient::Queue::kLoadBalanced;
+  // Each request is followed by a plain one: once its idle status is in, everything the
+  // first published is too (one engine publishes in order).
+  auto published = [&](const std::string& msg_id) {
+    const std::string marker =
+        client.apply(direct, uuid, encode_apply("echo", Value::list({}), {}));
+    client.reply(marker, 30s);
+    return client.published(msg_id, marker, 30s);
+  };
+  auto idle_follows = [](const ipcpp::proto::Message& reply) {
+    const auto it = reply.metadata.find(ipcpp::proto::kIdleFollowsKey);
+    return it == reply.metadata.end() ? nlohmann::json("absent") : *it;
+  };
+  using Types = std::vector<std::string>;
+
+  // As ipyparallel's engines: busy and idle around every request.
+  const std::string plain = client.apply(direct, uuid, encode_apply("echo", Value::list({1}), {}));
+  CHECK(idle_follows(client.reply(plain, 30s)) == "absent");
+  CHECK(published(plain) == Types{"status:busy", "status:idle"});
+
+  // Quiet, nothing printed: nothing published, and the reply says that no idle follows.
+  for (const auto queue : {direct, balanced}) {
+    const std::string id =
+        client.apply(queue, uuid, encode_apply("echo", Value::list({1}), {}), quiet);
+    CHECK(idle_follows(client.reply(id, 30s)) == false);
+    CHECK(published(id).empty());
+  }
+
+  // Quiet, with output or an error: the idle status follows it, and the reply says so.
+  const std::string printing =
+      client.apply(direct, uuid, encode_apply("print", Value::list({"hi"}), {}), quiet);
+  CHECK(idle_follows(client.reply(printing, 30s)) == true);
+  CHECK(published(printing) == Types{"stream", "status:idle"});
+  const std::string failing =
+      client.apply(balanced, uuid, encode_apply("no_such_function", Value::list({}), {}), quiet);
+  const auto failed = client.reply(failing, 30s);
+  CHECK(failed.content.value("status", std::string()) == "error");
+  CHECK(idle_follows(failed) == true);
+  CHECK(published(failing) == Types{"error", "status:idle"});
 }
