@@ -112,7 +112,8 @@ Value concatenate(const std::vector<Value>& pieces) {
       size += p.array().bytes().size();
     }
     // Every byte is written below: no zero-filling first (a gather of 10^7 doubles spent a
-    // tenth of its time filling 80 MB with zeros); a large result takes huge pages.
+    // tenth of its time filling 80 MB with zeros); a large result reuses the buffer an earlier
+    // one freed (proto/large_buffer.hpp).
     std::shared_ptr<std::byte[]> buffer = proto::large_bytes(size);
     std::size_t at = 0;
     for (const auto& p : pieces) {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <new>
 #include <optional>
 #include <set>
 #include <string>
@@ -62,9 +63,15 @@ std::vector<Bytes> to_bytes(std::vector<zmq::message_t>& frames, bool copy_large
   std::vector<Bytes> out;
   out.reserve(frames.size());
   for (auto& f : frames) {
+    std::shared_ptr<std::byte[]> copy;
     if (copy_large && f.size() >= proto::kLargeBufferMin) {
-      std::shared_ptr<std::byte[]> copy =
-          proto::large_bytes(f.size(), proto::LargeBufferUse::kKept);
+      try {
+        copy = proto::large_bytes(f.size(), proto::LargeBufferUse::kKept);
+      } catch (const std::bad_alloc&) {
+        // No memory for a copy: the record keeps the frame itself, as it did before copies.
+      }
+    }
+    if (copy) {
       std::memcpy(copy.get(), f.data(), f.size());
       const std::byte* data = copy.get();
       out.emplace_back(std::move(copy), data, f.size());

@@ -6,7 +6,6 @@
 #include <mutex>
 #include <new>
 #include <sys/mman.h>
-#include <vector>
 
 namespace ipcpp::proto {
 namespace {
@@ -46,40 +45,38 @@ class Store {
     return p;
   }
 
+  // Unmapping happens under the mutex: it allocates nothing, so give() cannot fail.
   void give(void* p, std::size_t length, LargeBufferUse use) noexcept {
-    std::vector<std::pair<void*, std::size_t>> unmap;
-    if (length <= kLargeBufferKeep) {
-      // The kernel may take these pages back under memory pressure; until it does, the next
-      // buffer finds them in place, without a fault.
-      (void)::madvise(p, length, MADV_FREE);
-      const std::lock_guard lock(mutex_);
-      // Room is made by dropping the largest kept buffers first.
-      while (kept_now_ + length > kLargeBufferKeep) {
-        auto& pool = pools_[0].empty() || (!pools_[1].empty() &&
-                                           pools_[1].rbegin()->first > pools_[0].rbegin()->first)
-                         ? pools_[1]
-                         : pools_[0];
-        if (pool.empty()) break;
-        const auto last = std::prev(pool.end());
-        unmap.emplace_back(last->second, last->first);
-        kept_now_ -= last->first;
-        mapped_now_ -= last->first;
-        pool.erase(last);
-      }
-      try {
-        pools_[static_cast<std::size_t>(use)].emplace(length, p);
-        kept_now_ += length;
-      } catch (...) {
-        unmap.emplace_back(p, length);
-        mapped_now_ -= length;
-      }
-    } else {
+    if (length > kLargeBufferKeep) {
+      ::munmap(p, length);
       const std::lock_guard lock(mutex_);
       mapped_now_ -= length;
-      unmap.emplace_back(p, length);
+      return;
     }
-    for (const auto& [q, n] : unmap)
-      ::munmap(q, n);
+    // The kernel may take these pages back under memory pressure; until it does, the next
+    // buffer finds them in place, without a fault.
+    (void)::madvise(p, length, MADV_FREE);
+    const std::lock_guard lock(mutex_);
+    // Room is made by dropping the largest kept buffers first.
+    while (kept_now_ + length > kLargeBufferKeep) {
+      auto& pool = pools_[0].empty() || (!pools_[1].empty() &&
+                                         pools_[1].rbegin()->first > pools_[0].rbegin()->first)
+                       ? pools_[1]
+                       : pools_[0];
+      if (pool.empty()) break;
+      const auto last = std::prev(pool.end());
+      ::munmap(last->second, last->first);
+      kept_now_ -= last->first;
+      mapped_now_ -= last->first;
+      pool.erase(last);
+    }
+    try {
+      pools_[static_cast<std::size_t>(use)].emplace(length, p);
+      kept_now_ += length;
+    } catch (...) {  // no memory for the pool's node: give the buffer back instead
+      ::munmap(p, length);
+      mapped_now_ -= length;
+    }
   }
 
   LargeBufferStats stats() {
